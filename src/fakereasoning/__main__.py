@@ -1,0 +1,5 @@
+import sys
+
+from fakereasoning.cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+"""The `fakereasoning` command. Each subcommand group lives in its own module of this package.
+
+Exit codes: 0 ok, 1 user error (one line on stderr, no traceback unless --debug), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from fakereasoning import __version__
+from fakereasoning.errors import FakeReasoningError
+
+# Modules that add subcommands; each defines `register(subparsers)`. Imported lazily by name so that a
+# heavy dependency of one command (torch, fastapi) is not loaded for another.
+COMMAND_MODULES: tuple[str, ...] = (
+    "fakereasoning.cli.data",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with exit code 2 and a one-line hint on usage errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fakereasoning",
+        description="Detect AI-generated images and explain why (Forgery Detection and Reasoning).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except FakeReasoningError as exc:
+        if debug:
+            raise
+        print(f"fakereasoning: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fakereasoning: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as exc:
+        if debug:
+            raise
+        print(f"fakereasoning: error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

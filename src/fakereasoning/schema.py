@@ -1,0 +1,295 @@
+"""The FDR contract: attribute names, prompts, the tagged answer format and the `Verdict` record.
+
+Everything that reads or writes an answer (dataset tools, models, evaluator, CLI, server) takes these
+facts from here, so there is one place for each of them (spec sections 1-3).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Label = Literal["real", "fake"]
+LABELS: tuple[Label, Label] = ("real", "fake")
+LABEL_FOLDERS: dict[str, Label] = {"0_real": "real", "1_fake": "fake"}
+FOLDER_OF_LABEL: dict[Label, str] = {label: folder for folder, label in LABEL_FOLDERS.items()}
+
+# --- The ten attribute types (spec section 2) -------------------------------------------------------
+FORGERY_ATTRIBUTES: tuple[str, ...] = (
+    "Inconsistent Lighting and Shadows",
+    "Irregular Image Edges",
+    "Anomalous Image Texture",
+    "Low Image Quality",
+    "Semantic Irrationality",
+)
+AUTHENTIC_ATTRIBUTES: tuple[str, ...] = (
+    "Consistent Lighting and Shadows",
+    "Smooth and Natural Image Edges",
+    "Natural and Consistent Image Texture",
+    "High Image Quality",
+    "Semantic Rationality",
+)
+ATTRIBUTES: tuple[str, ...] = FORGERY_ATTRIBUTES + AUTHENTIC_ATTRIBUTES
+HIGH_LEVEL_ATTRIBUTES: frozenset[str] = frozenset({"Semantic Irrationality", "Semantic Rationality"})
+LOW_LEVEL_ATTRIBUTES: frozenset[str] = frozenset(ATTRIBUTES) - HIGH_LEVEL_ATTRIBUTES
+ATTRIBUTES_OF_LABEL: dict[Label, tuple[str, ...]] = {"fake": FORGERY_ATTRIBUTES, "real": AUTHENTIC_ATTRIBUTES}
+# The authentic counterpart of each forgery attribute, in the same position.
+COUNTERPART: dict[str, str] = {
+    **dict(zip(FORGERY_ATTRIBUTES, AUTHENTIC_ATTRIBUTES, strict=True)),
+    **dict(zip(AUTHENTIC_ATTRIBUTES, FORGERY_ATTRIBUTES, strict=True)),
+}
+
+
+def attribute_label(name: str) -> Label | None:
+    """Which label an attribute name belongs to (`fake` for forgery attributes), or None if unknown."""
+    if name in FORGERY_ATTRIBUTES:
+        return "fake"
+    if name in AUTHENTIC_ATTRIBUTES:
+        return "real"
+    return None
+
+
+def is_low_level(name: str) -> bool:
+    return name in LOW_LEVEL_ATTRIBUTES
+
+
+# --- Prompts and tags (spec section 1) ----------------------------------------------------------------
+IMAGE_TOKEN = "<image>"
+PROMPT_FULL = (
+    "Is this image real or fake? Please describe the image, reasoning step-by-step and conclude with "
+    "'this image is real' or 'this image is fake'."
+)
+PROMPT_FAST = "Is this image real or fake? Answer directly."
+SUMMARY_TEXT = (
+    "I will determine if the image is real or fake by analyzing its content and identifying forgery "
+    "attributes from both low-level and high-level perspectives. I will then conclude by stating either "
+    "'this image is real' or 'this image is fake' based on my analysis."
+)
+TAGS: tuple[str, ...] = ("SUMMARY", "CAPTION", "REASONING", "CONCLUSION")
+LOW_LEVEL_LEAD = "From low-level perspective:"
+HIGH_LEVEL_LEAD = "From high-level perspective:"
+THEREFORE_LEAD = "Therefore, this image is"
+CONCLUSION_LEAD = "This image is"
+NO_LOW_LEVEL_FINDING = "no low-level finding."
+NO_HIGH_LEVEL_FINDING = "no high-level finding."
+
+
+def conclusion_text(label: Label) -> str:
+    """The exact released conclusion sentence."""
+    return f"{CONCLUSION_LEAD} {label}."
+
+
+def fast_answer(label: Label) -> str:
+    """The direct answer of fast mode: only the conclusion, so the verdict slot comes first."""
+    return f"<CONCLUSION> {conclusion_text(label)} </CONCLUSION>"
+
+
+# --- Formatting ---------------------------------------------------------------------------------------
+def _sentence(text: str) -> str:
+    text = " ".join(text.split())
+    if text and text[-1] not in ".!?":
+        text += "."
+    return text
+
+
+def format_reasoning(attributes: Mapping[str, str | None], label: Label) -> str:
+    """Reasoning in the released shape, each finding prefixed by its attribute name so it can be parsed back.
+
+    Attributes are written in the canonical order of `ATTRIBUTES`; null texts are left out.
+    """
+    low: list[str] = []
+    high: list[str] = []
+    for name in ATTRIBUTES:
+        text = attributes.get(name)
+        if not text:
+            continue
+        (low if is_low_level(name) else high).append(f"{name}: {_sentence(text)}")
+    low_text = " ".join(low) or NO_LOW_LEVEL_FINDING
+    high_text = " ".join(high) or NO_HIGH_LEVEL_FINDING
+    return f"{LOW_LEVEL_LEAD} {low_text} {HIGH_LEVEL_LEAD} {high_text} {THEREFORE_LEAD} {label}."
+
+
+def format_cot(
+    label: Label,
+    attributes: Mapping[str, str | None],
+    caption: str,
+    summary: str = SUMMARY_TEXT,
+) -> str:
+    """The full tagged answer (SUMMARY, CAPTION, REASONING, CONCLUSION) of the released format."""
+    parts = [
+        f"<SUMMARY> {summary} </SUMMARY>",
+        f"<CAPTION> {' '.join(caption.split())} </CAPTION>",
+        f"<REASONING> {format_reasoning(attributes, label)} </REASONING>",
+        f"<CONCLUSION> {conclusion_text(label)} </CONCLUSION>",
+    ]
+    return " ".join(parts)
+
+
+# --- Parsing ------------------------------------------------------------------------------------------
+MAX_PARSE_CHARS = 200_000  # model output beyond this is ignored: parsing stays linear and bounded
+_ATTR_PATTERN = re.compile("|".join(re.escape(n) for n in sorted(ATTRIBUTES, key=len, reverse=True)))
+_VERDICT_PATTERN = re.compile(r"\bthis image is\s+(real|fake)\b", re.IGNORECASE)
+_THEREFORE_PATTERN = re.compile(r"\btherefore,?\s+this image is\s+(real|fake)\b", re.IGNORECASE)
+
+
+@dataclass
+class ParsedAnswer:
+    """What `parse_cot` found. Fields are None when absent; `missing` names the absent tags."""
+
+    summary: str | None = None
+    caption: str | None = None
+    reasoning: str | None = None
+    conclusion: str | None = None
+    label: Label | None = None  # from the conclusion
+    reasoning_label: Label | None = None  # from "Therefore, this image is X" inside the reasoning
+    low_level: str | None = None
+    high_level: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the answer has a reasoning and a conclusion with a verdict (else: a failure)."""
+        return self.reasoning is not None and self.label is not None
+
+    @property
+    def consistent(self) -> bool | None:
+        """Whether the reasoning's own verdict agrees with the conclusion (None if either is absent)."""
+        if self.label is None or self.reasoning_label is None:
+            return None
+        return self.label == self.reasoning_label
+
+
+def _find_tag(text: str, tag: str) -> str | None:
+    """Content of the first complete `<TAG> ... </TAG>`; an unclosed tag is treated as absent.
+
+    A repeated opening tag before the close restarts the span (nested or stuttered tags keep the innermost).
+    """
+    open_t, close_t = f"<{tag}>", f"</{tag}>"
+    start = text.find(open_t)
+    if start == -1:
+        return None
+    end = text.find(close_t, start + len(open_t))
+    if end == -1:
+        return None
+    inner_start = text.rfind(open_t, start, end) + len(open_t)
+    return text[inner_start:end].strip()
+
+
+def _label_of(match: re.Match[str] | None) -> Label | None:
+    if match is None:
+        return None
+    word = match.group(1).lower()
+    return "fake" if word == "fake" else "real"
+
+
+def parse_attributes(reasoning: str) -> dict[str, str]:
+    """Split reasoning text into `{attribute name: finding}` where findings are prefixed `Name:`."""
+    found: dict[str, str] = {}
+    matches = [m for m in _ATTR_PATTERN.finditer(reasoning) if reasoning[m.end() : m.end() + 1] == ":"]
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(reasoning)
+        chunk = reasoning[m.end() + 1 : end]
+        for stop in (HIGH_LEVEL_LEAD, THEREFORE_LEAD):
+            cut = chunk.find(stop)
+            if cut != -1:
+                chunk = chunk[:cut]
+        chunk = chunk.strip()
+        if chunk and m.group(0) not in found:
+            found[m.group(0)] = chunk
+    return found
+
+
+def parse_cot(text: Any) -> ParsedAnswer:
+    """Parse a tagged answer. Never raises: anything unusable is reported in `missing`."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    text = text[:MAX_PARSE_CHARS]
+    out = ParsedAnswer()
+    for tag in TAGS:
+        value = _find_tag(text, tag)
+        setattr(out, tag.lower(), value)
+        if value is None:
+            out.missing.append(tag)
+    if out.conclusion is not None:
+        out.label = _label_of(_VERDICT_PATTERN.search(out.conclusion))
+    if out.reasoning is not None:
+        reasoning = out.reasoning
+        out.reasoning_label = _label_of(_THEREFORE_PATTERN.search(reasoning))
+        low_at, high_at = reasoning.find(LOW_LEVEL_LEAD), reasoning.find(HIGH_LEVEL_LEAD)
+        therefore = _THEREFORE_PATTERN.search(reasoning)
+        end = therefore.start() if therefore else len(reasoning)
+        if low_at != -1:
+            stop = high_at if high_at > low_at else end
+            out.low_level = reasoning[low_at + len(LOW_LEVEL_LEAD) : max(stop, low_at)].strip() or None
+        if high_at != -1:
+            out.high_level = reasoning[high_at + len(HIGH_LEVEL_LEAD) : max(end, high_at)].strip() or None
+        out.attributes = parse_attributes(reasoning)
+    return out
+
+
+# --- The Verdict ---------------------------------------------------------------------------------------
+VERDICT_SCHEMA = "fakereasoning.verdict/v1"
+
+
+@dataclass
+class Verdict:
+    """One detection result. `to_dict` is the single JSON form used by CLI, JSONL, API and evaluator."""
+
+    image: str
+    label: Label
+    prob_fake: float
+    attributes: dict[str, str] = field(default_factory=dict)
+    caption: str | None = None
+    reasoning: str | None = None
+    raw_text: str | None = None
+    model_id: str | None = None
+    elapsed_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.label not in LABELS:
+            raise ValueError(f"label must be 'real' or 'fake', got {self.label!r}")
+        if not 0.0 <= float(self.prob_fake) <= 1.0:
+            raise ValueError(f"prob_fake must lie in [0, 1], got {self.prob_fake!r}")
+        self.prob_fake = float(self.prob_fake)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": VERDICT_SCHEMA, **asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        schema = data.get("schema")
+        if schema != VERDICT_SCHEMA:
+            raise ValueError(f"not a {VERDICT_SCHEMA} record (schema={schema!r})")
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_answer(
+        cls,
+        image: str,
+        prob_fake: float,
+        text: str | None = None,
+        model_id: str | None = None,
+        elapsed_ms: float | None = None,
+        threshold: float = 0.5,
+    ) -> Verdict:
+        """Build a verdict from a probability and (optionally) a generated tagged answer."""
+        parsed = parse_cot(text or "")
+        return cls(
+            image=image,
+            label="fake" if prob_fake >= threshold else "real",
+            prob_fake=prob_fake,
+            attributes=dict(parsed.attributes),
+            caption=parsed.caption,
+            reasoning=parsed.reasoning,
+            raw_text=text,
+            model_id=model_id,
+            elapsed_ms=elapsed_ms,
+        )
