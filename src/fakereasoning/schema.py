@@ -88,7 +88,27 @@ def fast_answer(label: Label) -> str:
 
 
 # --- Formatting ---------------------------------------------------------------------------------------
-def _sentence(text: str) -> str:
+_NAME_COLON = re.compile("(" + "|".join(re.escape(n) for n in ATTRIBUTES) + r")\s*:")
+_LEADS = re.compile(
+    "|".join(re.escape(t) for t in ("From low-level perspective:", "From high-level perspective:")), re.IGNORECASE
+)
+
+
+def clean_inline(text: str) -> str:
+    """Text safe to put between tags: one line, no tag brackets."""
+    return " ".join(text.replace("<", "(").replace(">", ")").split())
+
+
+def clean_finding(text: str) -> str:
+    """One finding as it appears in a formatted answer: one line, a full stop, nothing parse-breaking.
+
+    Tag brackets, section leads and `Attribute Name:` prefixes inside a finding would be read back as
+    structure, so they are neutralised; `parse_cot(format_cot(...))` returns exactly these texts.
+    """
+    text = clean_inline(text)
+    text = _LEADS.sub(lambda m: m.group(0)[:-1] + " -", text)
+    text = _NAME_COLON.sub(lambda m: m.group(1) + " -", text)
+    text = re.sub(r"(?i)\btherefore\b", "thus", text)
     text = " ".join(text.split())
     if text and text[-1] not in ".!?":
         text += "."
@@ -103,10 +123,9 @@ def format_reasoning(attributes: Mapping[str, str | None], label: Label) -> str:
     low: list[str] = []
     high: list[str] = []
     for name in ATTRIBUTES:
-        text = attributes.get(name)
-        if not text:
-            continue
-        (low if is_low_level(name) else high).append(f"{name}: {_sentence(text)}")
+        finding = clean_finding(attributes.get(name) or "")
+        if finding:
+            (low if is_low_level(name) else high).append(f"{name}: {finding}")
     low_text = " ".join(low) or NO_LOW_LEVEL_FINDING
     high_text = " ".join(high) or NO_HIGH_LEVEL_FINDING
     return f"{LOW_LEVEL_LEAD} {low_text} {HIGH_LEVEL_LEAD} {high_text} {THEREFORE_LEAD} {label}."
@@ -121,7 +140,7 @@ def format_cot(
     """The full tagged answer (SUMMARY, CAPTION, REASONING, CONCLUSION) of the released format."""
     parts = [
         f"<SUMMARY> {summary} </SUMMARY>",
-        f"<CAPTION> {' '.join(caption.split())} </CAPTION>",
+        f"<CAPTION> {clean_inline(caption)} </CAPTION>",
         f"<REASONING> {format_reasoning(attributes, label)} </REASONING>",
         f"<CONCLUSION> {conclusion_text(label)} </CONCLUSION>",
     ]
@@ -218,9 +237,10 @@ def parse_cot(text: Any) -> ParsedAnswer:
         out.label = _label_of(_VERDICT_PATTERN.search(out.conclusion))
     if out.reasoning is not None:
         reasoning = out.reasoning
-        out.reasoning_label = _label_of(_THEREFORE_PATTERN.search(reasoning))
+        therefores = list(_THEREFORE_PATTERN.finditer(reasoning))
+        therefore = therefores[-1] if therefores else None  # the released format ends with it
+        out.reasoning_label = _label_of(therefore)
         low_at, high_at = reasoning.find(LOW_LEVEL_LEAD), reasoning.find(HIGH_LEVEL_LEAD)
-        therefore = _THEREFORE_PATTERN.search(reasoning)
         end = therefore.start() if therefore else len(reasoning)
         if low_at != -1:
             stop = high_at if high_at > low_at else end

@@ -1,0 +1,102 @@
+"""`fakereasoning data ...`: validate, summarise and convert datasets in the MMFR layout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fakereasoning.schema import ATTRIBUTES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="validate, summarise, convert and build MMFR-layout datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data_sub.required = True
+
+    p = data_sub.add_parser(
+        "validate",
+        help="check a dataset in the MMFR layout and report every problem",
+        description="Check every image, JSON key, attribute and conversation; exit 0 when valid, 1 when not.",
+    )
+    p.add_argument("root", type=Path, help="dataset root (holds evaluation_sets/ and/or training parts)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object (counts + problems)")
+    p.add_argument("--no-decode", action="store_true", help="skip decoding images (faster, finds less)")
+    p.add_argument("--jobs", type=int, default=None, help="decoding threads (default: 2 per core, max 8)")
+    p.add_argument("--max-problems", type=int, default=200, help="problems to print in text mode (default 200)")
+    p.set_defaults(handler=cmd_validate)
+
+    p = data_sub.add_parser(
+        "to-cot",
+        help="write training conversations (the released CoT format) from the reasoning JSON",
+        description="Turn every annotated training image into a LLaVA-format conversation with a tagged answer.",
+    )
+    p.add_argument("root", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="output JSON file (e.g. ROOT/forgery_reasoning_cot.json)")
+    p.set_defaults(handler=cmd_to_cot)
+
+    p = data_sub.add_parser("stats", help="a table per set: images, real/fake, attribute frequency")
+    p.add_argument("root", type=Path)
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(handler=cmd_stats)
+
+    try:
+        from fakereasoning.cli.local import add_build_local
+    except ModuleNotFoundError as exc:
+        if exc.name != "fakereasoning.cli.local":
+            raise
+    else:
+        add_build_local(data_sub)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from fakereasoning.data.mmfr import validate
+
+    report = validate(args.root, decode=not args.no_decode, jobs=args.jobs, progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        return 0 if report.ok else 1
+    d = report.to_dict()
+    t = d["train"]
+    print(f"dataset: {d['root']}")
+    print(f"train: {t['real']} real, {t['fake']} fake, {t['annotations']} annotations, {t['conversations']} conversations")
+    for name, c in d["evaluation_sets"].items():
+        print(f"evaluation set {name}: {c['real']} real, {c['fake']} fake, {c['annotations']} annotations")
+    errors = [p for p in report.problems if p.severity == "error"]
+    warnings = len(report.problems) - len(errors)
+    for p in report.problems[: args.max_problems]:
+        print(str(p))
+    if len(report.problems) > args.max_problems:
+        print(f"... and {len(report.problems) - args.max_problems} more (use --json to see all)")
+    print(f"{'VALID' if report.ok else 'INVALID'}: {len(errors)} errors, {warnings} warnings")
+    return 0 if report.ok else 1
+
+
+def cmd_to_cot(args: argparse.Namespace) -> int:
+    from fakereasoning.data.cot import write_cot
+
+    n = write_cot(args.root, args.out)
+    print(f"wrote {n} conversations to {args.out}")
+    return 0
+
+
+_SHORT = {name: "".join(w[0] for w in name.split() if w[0].isupper()) for name in ATTRIBUTES}
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from fakereasoning.data.mmfr import scan, summarize
+
+    rows = summarize(scan(args.root))
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    header = f"{'split':<6} {'set':<24} {'images':>7} {'real':>6} {'fake':>6} {'annot.':>7}  attribute frequency"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        freq = ", ".join(f"{_SHORT[a]}={n}" for a, n in r["attributes"].items()) or "-"
+        print(f"{r['split']:<6} {r['set']:<24} {r['images']:>7} {r['real']:>6} {r['fake']:>6} {r['annotated']:>7}  {freq}")
+    legend = "; ".join(f"{v}={k}" for k, v in _SHORT.items())
+    print(f"\nattributes: {legend}")
+    return 0

@@ -1,0 +1,1 @@
+"""Datasets in the MMFR layout: reading, validation, conversion (mmfr, cot) and the MMFR-Local builder (local)."""

@@ -1,0 +1,546 @@
+"""Read, validate, summarise and write the released MMFR layout (spec section 3).
+
+Everything in the project that reads MMFR goes through `scan`. Layout:
+
+    ROOT/<part>/...                     training parts: diffusiondb/ (fake), laion/ (real), or any other
+                                        folder whose first-level folders are 0_real/ and 1_fake/
+    ROOT/<part>/<part>_reasoning.json   keys relative to ROOT (also accepted: relative to <part>/)
+    ROOT/evaluation_sets/<set>/{0_real,1_fake}/...
+    ROOT/evaluation_sets/<set>/<set>_reasoning.json   keys relative to evaluation_sets/ (or to <set>/)
+    ROOT/forgery_reasoning_cot.json     training conversations (LLaVA format)
+    ROOT/captions.json                  optional, ours: {ROOT-relative image path: caption}
+
+`scan` reports structural problems (layout, JSON, keys, attributes); `validate` adds a decode check of
+every image and the counts of `data validate --json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from fakereasoning.errors import DatasetError, ImageLoadError
+from fakereasoning.fsio import UnsafePathError, atomic_write_json, check_relative
+from fakereasoning.imageio import is_image_path, load_image
+from fakereasoning.schema import (
+    ATTRIBUTES,
+    LABEL_FOLDERS,
+    Label,
+    attribute_label,
+    parse_cot,
+)
+
+EVAL_DIR = "evaluation_sets"
+COT_FILE = "forgery_reasoning_cot.json"
+CAPTIONS_FILE = "captions.json"
+MANIFEST_FILE = "manifest.json"
+REASONING_SUFFIX = "_reasoning.json"
+PART_LABELS: dict[str, Label] = {"diffusiondb": "fake", "laion": "real"}
+
+Severity = Literal["error", "warning"]
+Split = Literal["train", "eval"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: Severity
+    path: str  # ROOT-relative path of the file the problem is about
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.path}: {self.message}"
+
+
+@dataclass
+class ImageRecord:
+    """One image of the dataset with its label and (if any) annotation."""
+
+    key: str  # path relative to ROOT, POSIX separators
+    path: Path
+    label: Label
+    split: Split
+    set: str  # training part or evaluation set name
+    attributes: dict[str, str | None] | None = None
+    caption: str | None = None
+
+    def reference(self) -> str:
+        """The released reference reasoning: non-null attribute texts joined in sorted attribute order."""
+        attrs = self.attributes or {}
+        return " ".join(str(attrs[name]) for name in sorted(attrs) if attrs[name])
+
+
+@dataclass
+class MMFRIndex:
+    root: Path
+    train: list[ImageRecord] = field(default_factory=list)
+    evaluation_sets: dict[str, list[ImageRecord]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    conversations: list[Any] | None = None  # entries of forgery_reasoning_cot.json, None if absent
+    captions: dict[str, str] = field(default_factory=dict)
+
+    def records(self, split: Split | None = None, sets: Iterable[str] | None = None) -> Iterator[ImageRecord]:
+        """Images in a stable order: training parts first, then evaluation sets by name."""
+        wanted = set(sets) if sets is not None else None
+        if split in (None, "train"):
+            yield from (r for r in self.train if wanted is None or r.set in wanted)
+        if split in (None, "eval"):
+            for name in sorted(self.evaluation_sets):
+                if wanted is None or name in wanted:
+                    yield from self.evaluation_sets[name]
+
+    def by_key(self) -> dict[str, ImageRecord]:
+        return {r.key: r for r in self.records()}
+
+
+# --- JSON reading ----------------------------------------------------------------------------------------
+def _pairs_without_duplicates(dups: list[str]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                dups.append(k)
+            out[k] = v
+        return out
+
+    return hook
+
+
+def read_json(path: Path, rel: str, problems: list[Problem]) -> Any | None:
+    """Parse a JSON file, reporting malformed JSON (with line and column) and duplicate keys as problems."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem("error", rel, f"malformed JSON: not UTF-8 text (byte {exc.start})"))
+        return None
+    except OSError as exc:
+        problems.append(Problem("error", rel, f"cannot read file ({exc.strerror or exc})"))
+        return None
+    dups: list[str] = []
+    try:
+        data = json.loads(text, object_pairs_hook=_pairs_without_duplicates(dups))
+    except json.JSONDecodeError as exc:
+        problems.append(Problem("error", rel, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"))
+        return None
+    except RecursionError:
+        problems.append(Problem("error", rel, "malformed JSON: nested too deeply"))
+        return None
+    for k in dups[:20]:
+        problems.append(Problem("warning", rel, f"duplicate key {k!r}: the last value is used"))
+    return data
+
+
+# --- Scanning -------------------------------------------------------------------------------------------
+def _posix(path: Path, base: Path) -> str:
+    return path.relative_to(base).as_posix()
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    """All files below `folder` in sorted order, hidden entries skipped, symlinked folders not followed."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    return out
+
+
+class _Scanner:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.index = MMFRIndex(root=root)
+        self.images: dict[str, ImageRecord] = {}
+        self.annotated: set[str] = set()
+
+    def problem(self, severity: Severity, path: str, message: str) -> None:
+        self.index.problems.append(Problem(severity, path, message))
+
+    def add_image(self, file: Path, label: Label, split: Split, set_name: str) -> ImageRecord:
+        key = _posix(file, self.root)
+        record = ImageRecord(key=key, path=file, label=label, split=split, set=set_name)
+        self.images[key] = record
+        if split == "train":
+            self.index.train.append(record)
+        else:
+            self.index.evaluation_sets.setdefault(set_name, []).append(record)
+        return record
+
+    # training parts --------------------------------------------------------------------------------
+    def scan_part(self, part: Path) -> list[Path]:
+        name = part.name
+        fixed = PART_LABELS.get(name)
+        jsons: list[Path] = []
+        if fixed is None:
+            for child in sorted(part.iterdir()):
+                if child.name.startswith("."):
+                    continue
+                if child.is_dir() and child.name not in LABEL_FOLDERS:
+                    self.problem(
+                        "error",
+                        _posix(child, self.root),
+                        f"label folder {child.name!r} is not 0_real or 1_fake (training part {name!r} is "
+                        "neither diffusiondb (fake) nor laion (real), so its labels come from its folders)",
+                    )
+        for file in _walk_files(part):
+            rel_in_part = file.relative_to(part)
+            if file.parent == part and file.name.endswith(REASONING_SUFFIX):
+                jsons.append(file)
+                continue
+            if not is_image_path(file):
+                if file.parent != part:
+                    self.problem("warning", _posix(file, self.root), "not an image file (ignored)")
+                continue
+            label = fixed
+            if label is None:
+                first = rel_in_part.parts[0] if len(rel_in_part.parts) > 1 else None
+                label = LABEL_FOLDERS.get(first) if first else None
+                if label is None:
+                    if first is None:
+                        self.problem(
+                            "error",
+                            _posix(file, self.root),
+                            f"image outside a 0_real/ or 1_fake/ folder of training part {name!r}: "
+                            "its label is unknown",
+                        )
+                    continue
+            self.add_image(file, label, "train", name)
+        return jsons
+
+    # evaluation sets -------------------------------------------------------------------------------
+    def scan_eval_set(self, folder: Path) -> list[Path]:
+        jsons: list[Path] = []
+        for child in sorted(folder.iterdir()):
+            if child.name.startswith("."):
+                continue
+            rel = _posix(child, self.root)
+            if child.is_dir():
+                label = LABEL_FOLDERS.get(child.name)
+                if label is None:
+                    self.problem("error", rel, f"label folder {child.name!r} is not 0_real or 1_fake")
+                    continue
+                for file in _walk_files(child):
+                    if is_image_path(file):
+                        self.add_image(file, label, "eval", folder.name)
+                    else:
+                        self.problem("warning", _posix(file, self.root), "not an image file (ignored)")
+            elif child.name.endswith(REASONING_SUFFIX):
+                jsons.append(child)
+            elif is_image_path(child):
+                self.problem("error", rel, "image outside a 0_real/ or 1_fake/ folder: its label is unknown")
+        self.index.evaluation_sets.setdefault(folder.name, [])
+        return jsons
+
+    # annotations -----------------------------------------------------------------------------------
+    def resolve_key(self, key: str, bases: list[Path]) -> str | None:
+        """The ROOT-relative key of an annotation key, trying each base folder in turn."""
+        rel = check_relative(key)
+        for base in bases:
+            candidate = base / Path(*rel.parts)
+            root_key = _posix(candidate, self.root)
+            if root_key in self.images:
+                return root_key
+        for base in bases:  # exists but is not an indexed image (wrong folder, not an image file)
+            candidate = base / Path(*rel.parts)
+            if candidate.is_file():
+                return _posix(candidate, self.root)
+        return None
+
+    def read_annotations(self, json_path: Path, bases: list[Path]) -> None:
+        rel = _posix(json_path, self.root)
+        data = read_json(json_path, rel, self.index.problems)
+        if data is None:
+            return
+        if not isinstance(data, dict):
+            self.problem("error", rel, f"expected a JSON object of image path -> attributes, got {type(data).__name__}")
+            return
+        for key, value in data.items():
+            try:
+                root_key = self.resolve_key(key, bases)
+            except UnsafePathError as exc:
+                self.problem("error", rel, f"key {key!r}: {exc}")
+                continue
+            if root_key is None:
+                self.problem("error", rel, f"key {key!r}: missing image (no such file)")
+                continue
+            record = self.images.get(root_key)
+            if record is None:
+                self.problem("error", rel, f"key {key!r}: {root_key} is not an image of a labelled folder")
+                continue
+            if not isinstance(value, dict):
+                self.problem("error", rel, f"key {key!r}: expected an object of attribute -> text, got {type(value).__name__}")
+                continue
+            attrs: dict[str, str | None] = {}
+            for name, text in value.items():
+                kind = attribute_label(name)
+                if kind is None:
+                    self.problem("error", rel, f"key {key!r}: unknown attribute name {name!r}")
+                    continue
+                if text is not None and not isinstance(text, str):
+                    self.problem("error", rel, f"key {key!r}: attribute {name!r} must be text or null, got {type(text).__name__}")
+                    continue
+                if text is not None and kind != record.label:
+                    kind_word = "forgery" if kind == "fake" else "authentic"
+                    self.problem("error", rel, f"key {key!r}: {kind_word} attribute {name!r} on a {record.label} image")
+                attrs[name] = text
+            if root_key in self.annotated:
+                self.problem("warning", rel, f"key {key!r}: {root_key} is annotated more than once; the last one is used")
+            self.annotated.add(root_key)
+            record.attributes = attrs
+
+    def read_captions(self) -> None:
+        path = self.root / CAPTIONS_FILE
+        if not path.is_file():
+            return
+        data = read_json(path, CAPTIONS_FILE, self.index.problems)
+        if data is None:
+            return
+        if not isinstance(data, dict):
+            self.problem("error", CAPTIONS_FILE, "expected a JSON object of image path -> caption")
+            return
+        for key, caption in data.items():
+            try:
+                rel = check_relative(key).as_posix()
+            except UnsafePathError as exc:
+                self.problem("error", CAPTIONS_FILE, f"key {key!r}: {exc}")
+                continue
+            if not isinstance(caption, str):
+                self.problem("error", CAPTIONS_FILE, f"key {key!r}: caption must be text")
+                continue
+            self.index.captions[rel] = caption
+            if rel in self.images:
+                self.images[rel].caption = caption
+            else:
+                self.problem("warning", CAPTIONS_FILE, f"key {key!r}: caption for an image that does not exist")
+
+    def read_conversations(self) -> None:
+        path = self.root / COT_FILE
+        if not path.is_file():
+            if self.index.train:
+                self.problem("warning", COT_FILE, "no training conversations file (make one with `data to-cot`)")
+            return
+        data = read_json(path, COT_FILE, self.index.problems)
+        if data is None:
+            return
+        if not isinstance(data, list):
+            self.problem("error", COT_FILE, f"expected a JSON list of conversations, got {type(data).__name__}")
+            return
+        self.index.conversations = data
+        for i, entry in enumerate(data):
+            for message in conversation_problems(entry, self.images, self.root):
+                self.problem("error", f"{COT_FILE}", f"entry {i}: {message}")
+
+    def run(self) -> MMFRIndex:
+        root = self.root
+        part_jsons: list[tuple[Path, list[Path]]] = []
+        eval_jsons: list[tuple[Path, list[Path]]] = []
+        for child in sorted(root.iterdir()):
+            if child.name.startswith(".") or not child.is_dir():
+                continue
+            if child.name == EVAL_DIR:
+                for set_dir in sorted(child.iterdir()):
+                    if set_dir.name.startswith("."):
+                        continue
+                    if set_dir.is_dir():
+                        for j in self.scan_eval_set(set_dir):
+                            eval_jsons.append((j, [child, set_dir]))
+                    elif is_image_path(set_dir):
+                        self.problem("error", _posix(set_dir, root), "image outside an evaluation set folder")
+            else:
+                for j in self.scan_part(child):
+                    part_jsons.append((j, [root, child]))
+        for json_path, bases in part_jsons + eval_jsons:
+            self.read_annotations(json_path, bases)
+        has_json = {p.parent for p, _ in part_jsons + eval_jsons}
+        for record in self.images.values():
+            if record.attributes is not None:
+                continue
+            top = root / record.key.split("/")[0]
+            folder = top if record.split == "train" else root / EVAL_DIR / record.set
+            if folder in has_json:
+                self.problem("warning", record.key, "image has no annotation")
+        for folder in sorted({root / r.key.split("/")[0] for r in self.index.train} - has_json):
+            self.problem("warning", _posix(folder, root), f"training part has no *{REASONING_SUFFIX}")
+        for name in sorted(self.index.evaluation_sets):
+            if root / EVAL_DIR / name not in has_json:
+                self.problem("warning", f"{EVAL_DIR}/{name}", f"evaluation set has no *{REASONING_SUFFIX}")
+        self.read_captions()
+        self.read_conversations()
+        return self.index
+
+
+def conversation_problems(entry: Any, images: Mapping[str, ImageRecord], root: Path) -> list[str]:
+    """What is wrong with one `forgery_reasoning_cot.json` entry (empty when nothing is)."""
+    if not isinstance(entry, dict):
+        return [f"expected an object, got {type(entry).__name__}"]
+    out: list[str] = []
+    image = entry.get("image")
+    record = None
+    if not isinstance(image, str):
+        out.append("missing 'image' path")
+    else:
+        try:
+            key = check_relative(image).as_posix()
+            record = images.get(key)
+            if record is None:
+                out.append(f"image {image!r}: missing image (no such labelled image file)")
+        except UnsafePathError as exc:
+            out.append(f"image {image!r}: {exc}")
+    convs = entry.get("conversations")
+    if not isinstance(convs, list) or not convs:
+        return out + ["missing 'conversations' list"]
+    answer = None
+    for turn in convs:
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            return out + ["each conversation turn needs 'from' and a text 'value'"]
+        if turn.get("from") == "gpt" and answer is None:
+            answer = turn["value"]
+    if answer is None:
+        return out + ["no 'gpt' answer turn"]
+    parsed = parse_cot(answer)
+    if parsed.label is None:
+        out.append("answer has no parsable <CONCLUSION> verdict")
+    elif record is not None and parsed.label != record.label:
+        out.append(f"answer concludes {parsed.label} but {record.key} is {record.label}")
+    return out
+
+
+def scan(root: str | os.PathLike[str]) -> MMFRIndex:
+    """Index a dataset in the MMFR layout. Raises DatasetError only when ROOT itself is unusable."""
+    base = Path(root)
+    if not base.exists():
+        raise DatasetError(f"{base}: dataset root does not exist")
+    if not base.is_dir():
+        raise DatasetError(f"{base}: dataset root is not a folder")
+    return _Scanner(base).run()
+
+
+# --- Validation -----------------------------------------------------------------------------------------
+@dataclass
+class ValidationReport:
+    root: Path
+    index: MMFRIndex
+    problems: list[Problem]
+    decodable: set[str]
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    def _counts(self, records: list[ImageRecord]) -> dict[str, int]:
+        real = sum(1 for r in records if r.label == "real")
+        annotations = sum(
+            1
+            for r in records
+            if r.key in self.decodable and r.attributes
+            for name, text in r.attributes.items()
+            if text is not None and name in ATTRIBUTES
+        )
+        return {"real": real, "fake": len(records) - real, "annotations": annotations}
+
+    def to_dict(self) -> dict[str, Any]:
+        conversations = self.index.conversations
+        return {
+            "root": str(self.root),
+            "train": {**self._counts(self.index.train), "conversations": len(conversations or [])},
+            "evaluation_sets": {
+                name: self._counts(recs) for name, recs in sorted(self.index.evaluation_sets.items())
+            },
+            "problems": [{"severity": p.severity, "path": p.path, "message": p.message} for p in self.problems],
+        }
+
+
+def _decode_one(record: ImageRecord) -> tuple[str, str | None]:
+    try:
+        load_image(record.path, name=record.key)
+        return record.key, None
+    except ImageLoadError as exc:
+        return record.key, exc.problem
+
+
+def validate(
+    root: str | os.PathLike[str],
+    *,
+    decode: bool = True,
+    jobs: int | None = None,
+    progress: bool = False,
+) -> ValidationReport:
+    """Scan, then decode every image (threads: PIL releases the GIL while decoding)."""
+    index = scan(root)
+    problems = list(index.problems)
+    records = list(index.records())
+    decodable: set[str] = set()
+    if decode and records:
+        from tqdm import tqdm
+
+        workers = jobs or min(8, (os.cpu_count() or 1) * 2)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(_decode_one, records)
+            for key, error in tqdm(results, total=len(records), desc="decoding", unit="img", disable=not progress):
+                if error is None:
+                    decodable.add(key)
+                else:
+                    problems.append(Problem("error", key, f"image does not decode: {error}"))
+    elif not decode:
+        decodable = {r.key for r in records}
+    order = {"error": 0, "warning": 1}
+    problems.sort(key=lambda p: (order[p.severity], p.path))
+    return ValidationReport(root=Path(root), index=index, problems=problems, decodable=decodable)
+
+
+# --- Summaries ------------------------------------------------------------------------------------------
+def summarize(index: MMFRIndex) -> list[dict[str, Any]]:
+    """One row per training part and evaluation set: image counts and attribute frequencies."""
+    groups: dict[tuple[str, str], list[ImageRecord]] = {}
+    for r in index.records():
+        groups.setdefault((r.split, r.set), []).append(r)
+    rows = []
+    for (split, name), recs in groups.items():
+        freq: Counter[str] = Counter()
+        for r in recs:
+            for attr, text in (r.attributes or {}).items():
+                if text:
+                    freq[attr] += 1
+        real = sum(r.label == "real" for r in recs)
+        rows.append(
+            {
+                "split": split,
+                "set": name,
+                "images": len(recs),
+                "real": real,
+                "fake": len(recs) - real,
+                "annotated": sum(r.attributes is not None for r in recs),
+                "attributes": {a: freq[a] for a in ATTRIBUTES if freq[a]},
+            }
+        )
+    return rows
+
+
+# --- Writing --------------------------------------------------------------------------------------------
+def write_reasoning_json(path: str | os.PathLike[str], mapping: Mapping[str, Mapping[str, str | None]]) -> None:
+    """Write a `*_reasoning.json` atomically, keys sorted. Keys are checked: relative, no `..`."""
+    clean: dict[str, dict[str, str | None]] = {}
+    for key in sorted(mapping):
+        rel = check_relative(key).as_posix()
+        attrs = mapping[key]
+        unknown = [n for n in attrs if attribute_label(n) is None]
+        if unknown:
+            raise ValueError(f"{key}: unknown attribute names {unknown}")
+        clean[rel] = {name: attrs[name] for name in ATTRIBUTES if name in attrs}
+    atomic_write_json(path, clean, indent=2)
+
+
+def reasoning_json_path(root: str | os.PathLike[str], set_name: str, split: Split) -> Path:
+    """Where the reasoning JSON of a training part or evaluation set lives."""
+    base = Path(root) / (EVAL_DIR if split == "eval" else "") / set_name
+    return base / f"{set_name}{REASONING_SUFFIX}"
+
+
+def annotation_key(record: ImageRecord) -> str:
+    """The key a record has in its reasoning JSON (eval keys are relative to evaluation_sets/)."""
+    if record.split == "eval":
+        return PurePosixPath(record.key).relative_to(EVAL_DIR).as_posix()
+    return record.key
