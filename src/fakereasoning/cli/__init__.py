@@ -17,6 +17,7 @@ from fakereasoning.errors import FakeReasoningError
 # heavy dependency of one command (torch, fastapi) is not loaded for another.
 COMMAND_MODULES: tuple[str, ...] = (
     "fakereasoning.cli.data",
+    "fakereasoning.cli.annotate",
 )
 
 
