@@ -88,6 +88,8 @@ def load_image(
             raise ImageLoadError(label, f"cannot read file ({exc.strerror or exc})") from None
         if path.is_dir():
             raise ImageLoadError(label, "is a directory, not an image")
+        if not path.is_file():
+            raise ImageLoadError(label, "not a regular file")
         if size > max_bytes:
             raise ImageLoadError(label, f"{size} bytes exceeds the limit of {max_bytes} bytes")
         try:

@@ -1,0 +1,66 @@
+"""`fakereasoning data ...`: exit codes 0/1/2, one JSON object, one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mmfr_factory import released_layout
+
+from fakereasoning.cli import main
+
+
+def test_validate_json_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = released_layout(tmp_path / "d")
+    assert main(["data", "validate", str(root), "--json"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out)  # exactly one object
+    assert out.strip().count("\n") == 0
+    assert set(report) == {"root", "train", "evaluation_sets", "problems"}
+    assert report["train"]["fake"] == 3
+
+
+def test_validate_invalid_exit_1_with_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = released_layout(tmp_path / "d")
+    (root / "evaluation_sets/gigagan/1_fake/f0.png").write_bytes(b"junk")
+    (root / "evaluation_sets/gigagan/0_real/r0.png").write_bytes(b"junk")
+    assert main(["data", "validate", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("does not decode") == 2
+    assert "INVALID: 2 errors" in out
+
+
+def test_to_cot_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = released_layout(tmp_path / "d")
+    out_file = tmp_path / "cot.json"
+    assert main(["data", "to-cot", str(root), "--out", str(out_file)]) == 0
+    assert len(json.loads(out_file.read_text())) == 5
+    assert main(["data", "stats", str(root)]) == 0
+    table = capsys.readouterr().out
+    assert "stablediffusion" in table and "diffusiondb" in table
+
+
+def test_user_error_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "validate", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err and "Traceback" not in err
+
+
+def test_usage_error_exit_2() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["data", "validate"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["no-such-command"])
+    assert info.value.code == 2
+
+
+def test_console_script_debug_shows_traceback(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "fakereasoning", "data", "validate", str(tmp_path / "missing")]
+    plain = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True, timeout=120)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
