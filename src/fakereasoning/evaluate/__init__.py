@@ -1,0 +1,1 @@
+"""The evaluation protocol: per-set detection and reasoning metrics, perturbations, reports."""

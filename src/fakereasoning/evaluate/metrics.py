@@ -1,0 +1,145 @@
+"""Detection and reasoning metrics of the evaluation protocol (spec section 6), per set and averaged.
+
+A prediction row is a dict with at least: `set`, `truth` ("real"/"fake"), `prob_fake`, `failed` (bool),
+and for reasoning metrics `reasoning` (the <REASONING> text), `reference` (the reference reasoning),
+`attributes` (the names the answer used), `reference_attributes` and `consistent` (bool or None).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+DETECTION_KEYS = ("n", "real_acc", "fake_acc", "acc", "ap", "auc", "ece", "failure_rate")
+REASONING_KEYS = ("bleu1", "rouge_l", "css", "consistency", "attr_f1")
+METRIC_KEYS = DETECTION_KEYS + REASONING_KEYS
+ECE_BINS = 15
+
+
+def expected_calibration_error(prob_fake: Sequence[float], is_fake: Sequence[int], bins: int = ECE_BINS) -> float:
+    """ECE over equal-width bins of the confidence of the predicted class (threshold 0.5)."""
+    p = np.asarray(prob_fake, dtype=np.float64)
+    y = np.asarray(is_fake, dtype=np.int64)
+    if p.size == 0:
+        return float("nan")
+    pred = (p >= 0.5).astype(np.int64)
+    conf = np.where(pred == 1, p, 1.0 - p)
+    correct = (pred == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else None
+
+
+def detection_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | int | None]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    n = len(rows)
+    ok = [r for r in rows if not r.get("failed")]
+    y = np.array([1 if r["truth"] == "fake" else 0 for r in ok], dtype=np.int64)
+    p = np.array([float(r["prob_fake"]) for r in ok], dtype=np.float64)
+    pred = (p >= 0.5).astype(np.int64)
+    both = y.size > 0 and 0 < y.sum() < y.size
+    return {
+        "n": n,
+        "real_acc": float((pred[y == 0] == 0).mean()) if (y == 0).any() else None,
+        "fake_acc": float((pred[y == 1] == 1).mean()) if (y == 1).any() else None,
+        "acc": float((pred == y).mean()) if y.size else None,
+        "ap": float(average_precision_score(y, p)) if both else None,
+        "auc": float(roc_auc_score(y, p)) if both else None,
+        "ece": expected_calibration_error(p, y) if y.size else None,
+        "failure_rate": (n - len(ok)) / n if n else None,
+    }
+
+
+def attribute_f1(used: Iterable[str], reference: Iterable[str]) -> float:
+    """F1 between the attribute names an answer uses and the reference's non-null ones (1.0 if both empty)."""
+    a, b = set(used), set(reference)
+    if not a and not b:
+        return 1.0
+    tp = len(a & b)
+    if tp == 0:
+        return 0.0
+    precision, recall = tp / len(a), tp / len(b)
+    return 2 * precision * recall / (precision + recall)
+
+
+class ReasoningScorer:
+    """BLEU-1 (nltk), ROUGE-L F (rouge-score, stemming) and CSS (sentence-embedding cosine)."""
+
+    def __init__(self, encoder: Any | None = None) -> None:
+        from rouge_score import rouge_scorer
+
+        self._rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+        self.encoder = encoder
+
+    @staticmethod
+    def bleu1(hypothesis: str, reference: str) -> float:
+        from nltk.translate.bleu_score import sentence_bleu
+
+        hyp, ref = hypothesis.split(), reference.split()
+        if not hyp or not ref:
+            return 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(sentence_bleu([ref], hyp, weights=(1, 0, 0, 0)))
+
+    def rouge_l(self, hypothesis: str, reference: str) -> float:
+        return float(self._rouge.score(reference, hypothesis)["rougeL"].fmeasure)
+
+    def css(self, hypotheses: Sequence[str], references: Sequence[str]) -> list[float]:
+        if self.encoder is None or not hypotheses:
+            return []
+        h = self.encoder.encode(list(hypotheses))
+        r = self.encoder.encode(list(references))
+        return [float(x) for x in (h * r).sum(axis=1)]
+
+    def score(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+        """Reasoning metrics over non-failed rows that have a reference."""
+        ok = [r for r in rows if not r.get("failed")]
+        scored = [r for r in ok if r.get("reference")]
+        hyps = [r.get("reasoning") or "" for r in scored]
+        refs = [r["reference"] for r in scored]
+        with_reasoning = [r for r in ok if r.get("reasoning")]
+        css = self.css(hyps, refs)
+        return {
+            "bleu1": _mean(self.bleu1(h, ref) for h, ref in zip(hyps, refs, strict=True)),
+            "rouge_l": _mean(self.rouge_l(h, ref) for h, ref in zip(hyps, refs, strict=True)),
+            "css": _mean(css) if css else None,
+            "consistency": _mean(1.0 if r.get("consistent") else 0.0 for r in with_reasoning),
+            "attr_f1": _mean(
+                attribute_f1(r.get("attributes") or [], r.get("reference_attributes") or []) for r in scored
+            ),
+        }
+
+
+def compute_metrics(
+    rows: Sequence[Mapping[str, Any]], mode: str, scorer: ReasoningScorer | None = None
+) -> dict[str, Any]:
+    """`{"mode", "sets": {set: metrics}, "mean": metrics}`; reasoning metrics are None in fast mode."""
+    by_set: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by_set.setdefault(str(r["set"]), []).append(r)
+    sets: dict[str, dict[str, Any]] = {}
+    for name in sorted(by_set):
+        m: dict[str, Any] = dict(detection_metrics(by_set[name]))
+        if mode == "full" and scorer is not None:
+            m.update(scorer.score(by_set[name]))
+        else:
+            m.update({k: None for k in REASONING_KEYS})
+        sets[name] = m
+    mean = {k: _mean(s[k] for s in sets.values()) for k in METRIC_KEYS}
+    return {"mode": mode, "sets": sets, "mean": mean}
