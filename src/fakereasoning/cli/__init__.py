@@ -18,6 +18,7 @@ from fakereasoning.errors import FakeReasoningError
 COMMAND_MODULES: tuple[str, ...] = (
     "fakereasoning.cli.data",
     "fakereasoning.cli.annotate",
+    "fakereasoning.cli.serve",
 )
 
 
