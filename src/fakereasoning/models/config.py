@@ -1,0 +1,124 @@
+"""`FakeReasoningConfig`: every knob of the model, one dataclass that round-trips through JSON.
+
+The trainer, the ablations and the checkpoint all read the same object, so a saved model says exactly how
+it was built (backbone sizes, which losses were on, the fitted CPM temperature).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fakereasoning.errors import FakeReasoningError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_SCHEMA = "fakereasoning.model/v1"
+
+
+class ModelConfigError(FakeReasoningError):
+    """A model directory or config that cannot be used (missing file, unknown key, bad value)."""
+
+
+@dataclass
+class FakeReasoningConfig:
+    """All settings of a `FakeReasoning` model. Unknown keys in a JSON config are an error, not ignored."""
+
+    backbone: str = "tiny"
+    model_id: str | None = None
+
+    # --- which parts and losses are on (ablations) ---
+    use_forensic: bool = True
+    use_cpm: bool = True
+    use_facl: bool = True
+    lm_weight: float = 1.0
+    cpm_weight: float = 1.0
+    facl_cross_weight: float = 0.1
+    facl_image_weight: float = 0.1
+    facl_text_weight: float = 0.1
+    facl_attribute_weighting: bool = True
+    facl_dim: int = 128
+    facl_init_temperature: float = 0.07
+    supcon_temperature: float = 0.1
+    fast_prompt_ratio: float = 0.3
+
+    # --- CPM ---
+    cpm_scale: float = 10.0
+    temperature: float = 1.0  # fitted on held-out data by cpm.fit_temperature
+
+    # --- text ---
+    prompt_template: str = "USER: {image}\n{prompt} ASSISTANT:"
+    max_length: int = 512
+
+    # --- tiny backbone ---
+    semantic_size: int = 224  # EfficientNet input (the semantic branch may resize; the forensic one never)
+    semantic_grid: int = 4  # semantic tokens = grid x grid (adaptive average pool of the 7x7 map)
+    forensic_crop: int = 128  # native-pixel crop side (multiple of 8)
+    forensic_crops: int = 4  # crops per image, features kept per crop (keys/values of the fusion)
+    forensic_channels: int = 48
+    forensic_grid: int = 2  # tokens per crop side after pooling
+    fusion_heads: int = 4
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    ffn_dim: int = 688
+    vocab_size: int = 0  # set from the tokenizer
+
+    # --- llava backbone ---
+    base_model: str | None = None  # local Hugging Face LLaVA directory
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    train_projector: bool = True
+    vision_feature_layer: int = -2
+    vision_feature_select_strategy: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.cpm_scale <= 0:
+            raise ModelConfigError(f"cpm_scale must be > 0, got {self.cpm_scale}")
+        if self.temperature <= 0:
+            raise ModelConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.fast_prompt_ratio <= 1.0:
+            raise ModelConfigError(f"fast_prompt_ratio must lie in [0, 1], got {self.fast_prompt_ratio}")
+        if self.forensic_crop % 8:
+            raise ModelConfigError(f"forensic_crop must be a multiple of 8, got {self.forensic_crop}")
+        if "{prompt}" not in self.prompt_template or "{image}" not in self.prompt_template:
+            raise ModelConfigError("prompt_template must contain {image} and {prompt}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": CONFIG_SCHEMA, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> FakeReasoningConfig:
+        if not isinstance(data, dict):
+            raise ModelConfigError(f"{source}: expected a JSON object")
+        data = dict(data)
+        schema = data.pop("schema", CONFIG_SCHEMA)
+        if schema != CONFIG_SCHEMA:
+            raise ModelConfigError(f"{source}: not a {CONFIG_SCHEMA} config (schema={schema!r})")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelConfigError(f"{source}: unknown config keys {unknown}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ModelConfigError(f"{source}: {exc}") from None
+
+    def replace(self, **overrides: Any) -> FakeReasoningConfig:
+        return FakeReasoningConfig.from_dict({**asdict(self), **overrides}, source="overrides")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> FakeReasoningConfig:
+        path = Path(directory) / CONFIG_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelConfigError(f"{path}: file not found (not a fakereasoning model directory)") from None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelConfigError(f"{path}: unreadable config ({exc})") from None
+        return cls.from_dict(data, source=str(path))

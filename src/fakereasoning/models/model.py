@@ -1,0 +1,461 @@
+"""`FakeReasoning`: vision branch(es) -> fusion -> projector -> causal LM, with CPM, FACL and fast mode.
+
+The backbone (a registry entry) supplies: `image_inputs(image, rng)`, `visual_tokens(batch)`,
+`embed(ids)`, `run_lm(embeds, mask, positions, cache)`, `n_visual_tokens`, `hidden_size`,
+`save_state()` / `load_state()`. Everything else (losses, generation with the CPM-chosen verdict, fast
+mode, saving) lives here once for all backbones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fakereasoning import schema
+from fakereasoning.errors import ImageLoadError
+from fakereasoning.fsio import atomic_write_json
+from fakereasoning.models import cpm
+from fakereasoning.models.config import CONFIG_NAME, WEIGHTS_NAME, FakeReasoningConfig, ModelConfigError
+from fakereasoning.models.facl import FACL
+from fakereasoning.models.processor import (
+    IGNORE_INDEX,
+    FakeReasoningProcessor,
+    ImageInput,
+    Sample,
+    TextEncoder,
+    as_image,
+)
+from fakereasoning.models.registry import get_builder
+
+_CONCLUSION_LEAD = re.compile(r"<CONCLUSION>\s*This image is$")
+_THEREFORE_LEAD = re.compile(r"Therefore,?\s*this image is$", re.IGNORECASE)
+_TAIL_TOKENS = 12
+
+
+@dataclass
+class FakeReasoningOutput:
+    loss: torch.Tensor
+    lm_loss: torch.Tensor
+    cpm_loss: torch.Tensor
+    facl_loss: torch.Tensor
+    facl_terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    cpm_logits: torch.Tensor | None = None  # z = [real, fake] / scale, (B, 2); zeros where no slot
+    prob_fake: torch.Tensor | None = None  # softmax(z / T)[:, 1]; meaningless where cpm_valid is False
+    cpm_valid: torch.Tensor | None = None
+    image_embeds: torch.Tensor | None = None
+    text_embeds: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+@dataclass
+class _Generated:
+    texts: list[str]
+    probs: list[float]
+
+
+class FakeReasoning(nn.Module):
+    """The FakeReasoning model. Build with `build`, load with `from_pretrained`."""
+
+    def __init__(self, config: FakeReasoningConfig, backbone: nn.Module, tokenizer: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.text = TextEncoder(
+            tokenizer, config.prompt_template, backbone.n_visual_tokens, config.max_length
+        )
+        self.processor = FakeReasoningProcessor(self.text, backbone.image_inputs, config.fast_prompt_ratio)
+        self.facl: FACL | None = None
+        if config.use_facl:
+            self.facl = FACL(
+                backbone.hidden_size,
+                backbone.hidden_size,
+                dim=config.facl_dim,
+                init_temperature=config.facl_init_temperature,
+                cross_weight=config.facl_cross_weight,
+                image_weight=config.facl_image_weight,
+                text_weight=config.facl_text_weight,
+                supcon_temperature=config.supcon_temperature,
+                attribute_weighting=config.facl_attribute_weighting,
+            )
+
+    # --- construction / persistence -----------------------------------------------------------------
+    @classmethod
+    def build(
+        cls, backbone: str = "tiny", tokenizer: Any = None, texts: Iterable[str] = (), **overrides: Any
+    ) -> FakeReasoning:
+        """A fresh model. tiny: pass a tokenizer (`train_tokenizer(texts)`) or `texts` to train one
+        (default: the schema texts alone). llava: `base_model=<local LLaVA dir>`."""
+        config = FakeReasoningConfig(backbone=backbone).replace(**overrides)
+        module, tokenizer, config = get_builder(backbone)(config, tokenizer, texts, None)
+        return cls(config, module, tokenizer)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike[str], device: str | torch.device | None = None
+    ) -> FakeReasoning:
+        """Load a saved model: JSON config, tokenizer files and safetensors. Nothing is unpickled."""
+        from safetensors.torch import load_file
+
+        path = Path(directory)
+        config = FakeReasoningConfig.load(path)
+        module, tokenizer, config = get_builder(config.backbone)(config, None, (), path)
+        model = cls(config, module, tokenizer)
+        weights = path / WEIGHTS_NAME
+        if not weights.is_file():
+            raise ModelConfigError(f"{weights}: file not found")
+        state = load_file(str(weights))
+        model._load_state(state, str(weights))
+        model.eval()
+        if device is not None:
+            model.to(device)
+        return model
+
+    def _save_state(self) -> dict[str, torch.Tensor]:
+        state = {f"backbone.{k}": v for k, v in self.backbone.save_state().items()}
+        if self.facl is not None:
+            state.update({f"facl.{k}": v for k, v in self.facl.state_dict().items()})
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def _load_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        self.backbone.load_state(backbone, source)
+        if self.facl is not None:
+            facl = {k[len("facl.") :]: v for k, v in state.items() if k.startswith("facl.")}
+            try:
+                self.facl.load_state_dict(facl, strict=True)
+            except RuntimeError as exc:
+                raise ModelConfigError(f"{source}: FACL weights do not match the config ({exc})") from None
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write config.json, model.safetensors and the tokenizer into a temp dir, then rename it into
+        place, so a crash never leaves a half-written model directory."""
+        from safetensors.torch import save_file
+
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            save_file(self._save_state(), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            self.tokenizer.save_pretrained(str(tmp))
+            atomic_write_json(tmp / CONFIG_NAME, self.config.to_dict())
+            for f in tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{os.getpid()}"
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    @property
+    def device(self) -> torch.device:
+        return next(p.device for p in self.parameters())
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model_id or f"fakereasoning-{self.config.backbone}"
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # --- batches / forward ---------------------------------------------------------------------------
+    def collate(
+        self, samples: Sequence[Sample], train: bool = False, seed: int | None = None
+    ) -> dict[str, Any]:
+        """(image, label, answer, prompt kind "full"|"fast"|"mix") samples -> batch for `forward`."""
+        return self.processor(samples, train=train, seed=seed)
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        dev = self.device
+        return {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def _inputs_embeds(self, input_ids: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        embeds = self.backbone.embed(input_ids)
+        mask = (input_ids == self.text.image_token_id).unsqueeze(-1)
+        return embeds.masked_scatter(mask, visual.to(embeds.dtype))
+
+    def forward(self, batch: dict[str, Any]) -> FakeReasoningOutput:  # type: ignore[override]
+        """Teacher-forced pass: LM loss, CPM logits/probability/loss, FACL embeddings and terms."""
+        batch = self._to_device(batch)
+        cfg = self.config
+        ids, attn = batch["input_ids"], batch["attention_mask"]
+        visual = self.backbone.visual_tokens(batch)
+        embeds = self._inputs_embeds(ids, visual)
+        positions = (attn.long().cumsum(-1) - 1).clamp(min=0)
+        logits, hidden, _ = self.backbone.run_lm(embeds, attn, positions)
+        labels = batch["labels"]
+        lm_loss = (
+            F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+            )
+            if bool((labels[:, 1:] != IGNORE_INDEX).any())
+            else logits.sum() * 0.0
+        )
+        slots, cpm_labels = batch["slots"], batch["cpm_labels"]
+        pair = cpm.verdict_logits(logits, slots, self.text.verdict_ids)
+        valid = (slots >= 0) & (cpm_labels >= 0)
+        z = cpm.cpm_z(pair.float(), cfg.cpm_scale)
+        prob = cpm.cpm_probability(pair, cfg.cpm_scale, cfg.temperature)
+        cpm_loss = cpm.cpm_loss(pair, cpm_labels, valid, cfg.cpm_scale)
+        zero = logits.sum() * 0.0
+        facl_loss, terms = zero, {}
+        image_embeds = text_embeds = None
+        if self.facl is not None:
+            image_embeds, text_embeds, has_text = self.facl.embed(visual, hidden, batch["reasoning_mask"])
+            facl_loss, terms = self.facl(
+                image_embeds, text_embeds, has_text, cpm_labels, batch.get("attributes")
+            )
+        loss = cfg.lm_weight * lm_loss
+        if cfg.use_cpm:
+            loss = loss + cfg.cpm_weight * cpm_loss
+        if self.facl is not None:
+            loss = loss + facl_loss
+        return FakeReasoningOutput(
+            loss=loss,
+            lm_loss=lm_loss,
+            cpm_loss=cpm_loss,
+            facl_loss=facl_loss,
+            facl_terms=terms,
+            cpm_logits=z,
+            prob_fake=prob,
+            cpm_valid=valid,
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+            logits=logits,
+        )
+
+    # --- inference -----------------------------------------------------------------------------------
+    def _prefill(
+        self, images: Sequence[ImageInput], prompt: str, answer_prefix: list[int]
+    ) -> tuple[torch.Tensor, Any, int]:
+        """Run prompt + teacher-forced answer prefix for a batch (same length for all: no padding)."""
+        from transformers import DynamicCache
+
+        pix = self._to_device(self.processor.images(images))
+        ids = self.text.prompt_ids(prompt) + answer_prefix
+        input_ids = torch.tensor([ids] * len(images), device=self.device)
+        visual = self.backbone.visual_tokens(pix)
+        embeds = self._inputs_embeds(input_ids, visual)
+        positions = torch.arange(len(ids), device=self.device).expand(len(images), -1)
+        cache = DynamicCache()
+        logits, _, cache = self.backbone.run_lm(embeds, None, positions, cache=cache, logits_to_keep=1)
+        return logits[:, -1].float(), cache, len(ids)
+
+    @torch.no_grad()
+    def fast_probabilities(self, images: Sequence[ImageInput]) -> list[float]:
+        """p(fake) from one forward pass of the direct-answer prompt (no reasoning generated)."""
+        last, _, _ = self._prefill(images, schema.PROMPT_FAST, self.text.fast_prefix)
+        pair = last[:, list(self.text.verdict_ids)]
+        return cpm.cpm_probability(pair, self.config.cpm_scale, self.config.temperature).tolist()
+
+    def _pick(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
+        if temperature <= 1e-5:
+            return int(logits.argmax())
+        probs = torch.softmax(logits / temperature, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+    @torch.no_grad()
+    def _generate_full(
+        self,
+        images: Sequence[ImageInput],
+        max_new_tokens: int = 512,
+        temperature: float = 0.2,
+        seed: int | None = 0,
+        prefill_summary: bool = True,
+    ) -> _Generated:
+        """Greedy/sampled decoding with KV cache. At "<CONCLUSION> This image is" the verdict word is the
+        CPM decision (p(fake) >= 0.5), so text and probability agree; at "Therefore, this image is" the
+        choice is restricted to the two verdict words. An answer that would end (EOS or budget) without a
+        conclusion gets the conclusion appended, still chosen by CPM."""
+        text, eos = self.text, self.text.eos_id
+        prefix = text.summary_prefix if prefill_summary else []
+        logits, cache, pos = self._prefill(images, schema.PROMPT_FULL, prefix)
+        n = len(images)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        gen: list[list[int]] = [[] for _ in range(n)]
+        queues: list[deque[int]] = [deque() for _ in range(n)]
+        done = [False] * n
+        concluded = [False] * n
+        probs: list[float | None] = [None] * n
+        lead = list(text.fast_prefix)
+        reserve = len(lead) + 1 + max(len(t) for t in text.conclusion_tail.values()) + 1
+        vid = list(text.verdict_ids)
+        for step in range(max_new_tokens):
+            chosen: list[int] = []
+            for i in range(n):
+                if done[i]:
+                    chosen.append(text.pad_id)
+                    continue
+                if not queues[i]:
+                    tail = self.tokenizer.decode(gen[i][-_TAIL_TOKENS:]) if gen[i] else ""
+                    if not concluded[i] and _CONCLUSION_LEAD.search(tail):
+                        p = float(
+                            cpm.cpm_probability(
+                                logits[i, vid], self.config.cpm_scale, self.config.temperature
+                            )
+                        )
+                        probs[i] = p
+                        label = "fake" if p >= 0.5 else "real"
+                        concluded[i] = True
+                        queues[i].extend(
+                            [vid[1] if label == "fake" else vid[0], *text.conclusion_tail[label]]
+                        )
+                        if eos is not None:
+                            queues[i].append(eos)
+                    elif not concluded[i] and max_new_tokens - step <= reserve:
+                        queues[i].extend(lead)
+                    elif _THEREFORE_LEAD.search(tail):
+                        queues[i].append(vid[self._pick(logits[i, vid], temperature, generator)])
+                    else:
+                        tok = self._pick(logits[i], temperature, generator)
+                        if tok == eos and not concluded[i]:
+                            queues[i].extend(lead)
+                        else:
+                            queues[i].append(tok)
+                tok = queues[i].popleft()
+                gen[i].append(tok)
+                if tok == eos or (concluded[i] and not queues[i] and eos is None):
+                    done[i] = True
+                chosen.append(tok)
+            if all(done):
+                break
+            step_ids = torch.tensor(chosen, device=self.device)[:, None]
+            embeds = self.backbone.embed(step_ids)
+            positions = torch.full((n, 1), pos, device=self.device)
+            out, _, cache = self.backbone.run_lm(embeds, None, positions, cache=cache, logits_to_keep=1)
+            logits = out[:, -1].float()
+            pos += 1
+        missing = [i for i in range(n) if probs[i] is None]
+        if missing:  # budget too small to conclude: fall back to fast mode for the probability
+            fast = self.fast_probabilities([images[i] for i in missing])
+            for i, p in zip(missing, fast, strict=True):
+                probs[i] = p
+        texts = []
+        for i in range(n):
+            ids = prefix + [t for t in gen[i] if t != eos and t != text.pad_id]
+            texts.append(self.tokenizer.decode(ids, skip_special_tokens=False).strip())
+        return _Generated(texts, [float(p) for p in probs])  # type: ignore[arg-type]
+
+    def generate(
+        self,
+        images: Sequence[ImageInput],
+        mode: str = "full",
+        max_new_tokens: int = 512,
+        temperature: float = 0.2,
+        seed: int | None = 0,
+    ) -> list[str]:
+        """Tagged answers. Fast mode answers only the conclusion, decided by CPM from one forward pass."""
+        if mode == "fast":
+            return [
+                schema.fast_answer("fake" if p >= 0.5 else "real") for p in self.fast_probabilities(images)
+            ]
+        if mode != "full":
+            raise ValueError(f"mode must be 'full' or 'fast', got {mode!r}")
+        return self._generate_full(images, max_new_tokens, temperature, seed).texts
+
+    # --- detection -----------------------------------------------------------------------------------
+    def detect(self, image: ImageInput, mode: str = "fast", **kwargs: Any) -> schema.Verdict:
+        """One image (PIL image, path or bytes) -> `Verdict`."""
+        return self.detect_many([image], mode=mode, batch_size=1, **kwargs)[0]  # type: ignore[return-value]
+
+    def detect_many(
+        self,
+        images: Sequence[ImageInput],
+        mode: str = "fast",
+        batch_size: int = 16,
+        max_new_tokens: int = 512,
+        temperature: float = 0.2,
+        seed: int | None = 0,
+        on_error: str = "raise",
+        progress: bool = False,
+    ) -> list[schema.Verdict | None]:
+        """Verdicts for many images, batched. Paths are read with `imageio.load_image`.
+
+        on_error="raise": an unreadable image raises `ImageLoadError` naming it; "none": its place holds
+        None and the rest of the batch goes on.
+        """
+        if mode not in ("fast", "full"):
+            raise ValueError(f"mode must be 'full' or 'fast', got {mode!r}")
+        was_training = self.training
+        self.eval()
+        results: list[schema.Verdict | None] = [None] * len(images)
+        loaded: list[tuple[int, str, Any]] = []
+        for i, item in enumerate(images):
+            name = _image_name(item, i)
+            try:
+                loaded.append((i, name, as_image(item)))
+            except ImageLoadError:
+                if on_error == "raise":
+                    raise
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(loaded), desc=f"detect ({mode})", unit="img")
+        try:
+            for start in range(0, len(loaded), max(1, batch_size)):
+                chunk = loaded[start : start + batch_size]
+                pil = [c[2] for c in chunk]
+                t0 = time.perf_counter()
+                if mode == "fast":
+                    probs = self.fast_probabilities(pil)
+                    texts = [schema.fast_answer("fake" if p >= 0.5 else "real") for p in probs]
+                else:
+                    out = self._generate_full(pil, max_new_tokens, temperature, seed)
+                    probs, texts = out.probs, out.texts
+                per_ms = (time.perf_counter() - t0) * 1000.0 / len(chunk)
+                for (i, name, _), p, text in zip(chunk, probs, texts, strict=True):
+                    results[i] = schema.Verdict.from_answer(
+                        name, min(1.0, max(0.0, p)), text, model_id=self.model_id, elapsed_ms=per_ms
+                    )
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+            self.train(was_training)
+        return results
+
+
+def _image_name(item: Any, index: int) -> str:
+    if isinstance(item, str | os.PathLike):
+        return str(item)
+    filename = getattr(item, "filename", None)
+    return str(filename) if filename else f"<image {index}>"
+
+
+def describe(model: FakeReasoning) -> dict[str, Any]:
+    """Parameter counts per part (for reports and `bench/`)."""
+    parts: dict[str, int] = {}
+    for name, module in model.backbone.named_children():
+        parts[name] = sum(p.numel() for p in module.parameters())
+    if model.facl is not None:
+        parts["facl"] = sum(p.numel() for p in model.facl.parameters())
+    return {
+        "backbone": model.config.backbone,
+        "total": model.num_parameters(),
+        "trainable": model.num_parameters(trainable_only=True),
+        "parts": parts,
+        "visual_tokens": model.backbone.n_visual_tokens,
+        "config": json.loads(json.dumps(model.config.to_dict())),
+    }

