@@ -17,6 +17,8 @@ from fakereasoning.errors import FakeReasoningError
 # heavy dependency of one command (torch, fastapi) is not loaded for another.
 COMMAND_MODULES: tuple[str, ...] = (
     "fakereasoning.cli.data",
+    "fakereasoning.cli.detect",
+    "fakereasoning.cli.evaluate",
     "fakereasoning.cli.annotate",
     "fakereasoning.cli.serve",
 )

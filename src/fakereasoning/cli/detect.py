@@ -1,0 +1,59 @@
+"""`fakereasoning detect IMAGE|DIR|GLOB ...`: verdicts with their reasoning, readable or JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fakereasoning.cli._args import positive_int
+from fakereasoning.schema import FORGERY_ATTRIBUTES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="tell whether images are AI-generated, with reasoning",
+        description="Detect images, folders (recursive) or glob patterns. Exit 1 if any input failed.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|GLOB")
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
+    p.add_argument("--mode", choices=("fast", "full"), default="full",
+                   help="full: generate the reasoning (default); fast: probability only, one forward pass")
+    p.add_argument("--json", action="store_true", help="print one Verdict JSON object per line")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(handler=cmd_detect)
+
+
+def _readable(record: dict) -> str:
+    if "error" in record:
+        return f"{record['image']}\n  ERROR: {record['error']}"
+    lines = [f"{record['image']}", f"  verdict: {record['label'].upper()}  (p(fake) = {record['prob_fake']:.3f})"]
+    if record.get("caption"):
+        lines.append(f"  caption: {record['caption']}")
+    for name, text in (record.get("attributes") or {}).items():
+        mark = "forgery " if name in FORGERY_ATTRIBUTES else "authentic"
+        lines.append(f"  [{mark}] {name}: {text}")
+    if record.get("elapsed_ms") is not None:
+        lines.append(f"  ({record['elapsed_ms']:.0f} ms, model {record.get('model_id')})")
+    return "\n".join(lines)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from fakereasoning.infer import detect_paths, load_model
+
+    model = load_model(args.model, device=args.device)
+    failed = 0
+    for result in detect_paths(model, args.inputs, mode=args.mode, batch_size=args.batch_size,
+                               progress=not args.json and sys.stderr.isatty()):
+        record = result.to_dict()
+        failed += result.error is not None
+        if args.json:
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        else:
+            print(_readable(record), flush=True)
+        if result.error is not None:
+            print(f"fakereasoning: error: {result.error}", file=sys.stderr)
+    return 1 if failed else 0

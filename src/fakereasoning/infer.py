@@ -1,0 +1,106 @@
+"""Images, folders and globs -> `Verdict`s, batched; one unreadable file never stops the rest."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from fakereasoning.errors import FakeReasoningError, ImageLoadError
+from fakereasoning.imageio import is_image_path, load_image
+from fakereasoning.paths import DEFAULT_MODEL_DIR
+from fakereasoning.schema import Verdict
+
+MODES = ("fast", "full")
+
+
+def load_model(model_dir: str | os.PathLike[str] | None = None, device: str | None = None) -> Any:
+    """A `FakeReasoning` model from DIR, or the shipped default model when DIR is None."""
+    from fakereasoning.models import FakeReasoning
+
+    path = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    if not (path / "config.json").is_file():
+        if model_dir is None:
+            raise FakeReasoningError(f"no default model is installed at {path}; pass --model DIR")
+        raise FakeReasoningError(f"{path}: not a fakereasoning model directory (no config.json)")
+    return FakeReasoning.from_pretrained(path, device=device)
+
+
+def expand_inputs(inputs: Iterable[str]) -> Iterator[tuple[str, str | None]]:
+    """Each input as (path as given or found, error or None): files, folders (recursive) and globs."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p))
+            if not found:
+                yield item, "folder holds no image files"
+            for p in found:
+                yield str(p), None
+        elif path.exists():
+            yield item, None
+        elif any(ch in item for ch in "*?["):
+            matches = sorted(m for m in glob.glob(item, recursive=True) if Path(m).is_file())
+            if not matches:
+                yield item, "pattern matches no file"
+            for m in matches:
+                yield m, None
+        else:
+            yield item, "file not found"
+
+
+@dataclass
+class DetectionResult:
+    """A verdict, or the one-line error that kept this input from getting one."""
+
+    image: str
+    verdict: Verdict | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.verdict is not None:
+            return self.verdict.to_dict()
+        return {"image": self.image, "error": self.error}
+
+
+def detect_paths(
+    model: Any, inputs: Sequence[str], mode: str = "fast", batch_size: int = 16, progress: bool = False
+) -> Iterator[DetectionResult]:
+    """Detect every input in order, `batch_size` images per model call."""
+    if mode not in MODES:
+        raise FakeReasoningError(f"mode must be fast or full, got {mode!r}")
+    items = list(expand_inputs(inputs))
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(items), desc=f"detect ({mode})", unit="img", disable=not progress)
+    pending: list[tuple[str, Image.Image]] = []
+
+    def flush() -> Iterator[DetectionResult]:
+        if not pending:
+            return
+        verdicts = model.detect_many([im for _, im in pending], mode=mode, batch_size=batch_size)
+        for (name, _), verdict in zip(pending, verdicts, strict=True):
+            verdict.image = name
+            yield DetectionResult(name, verdict=verdict)
+        bar.update(len(pending))
+        pending.clear()
+
+    for name, error in items:
+        if error is not None:
+            bar.update(1)
+            yield DetectionResult(name, error=f"{name}: {error}")
+            continue
+        try:
+            pending.append((name, load_image(name)))
+        except ImageLoadError as exc:
+            bar.update(1)
+            yield DetectionResult(name, error=str(exc))
+            continue
+        if len(pending) >= batch_size:
+            yield from flush()
+    yield from flush()
+    bar.close()
