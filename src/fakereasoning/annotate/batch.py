@@ -67,7 +67,8 @@ def _iter_images(arg: Path) -> Iterable[Path]:
                 if not name.startswith(".") and is_image_path(name):
                     yield Path(dirpath) / name
     elif arg.exists():
-        yield arg
+        if is_image_path(arg):
+            yield arg
     else:
         raise AnnotateError(f"{arg}: no such file or directory")
 
@@ -95,8 +96,9 @@ def plan_images(
     """Expand files and folders into `ImageJob`s sorted by custom_id.
 
     `root` makes every custom_id the path relative to it; without it, see `_default_key`. The label is
-    `label`, else the key's `0_real`/`1_fake` folder; a contradiction or no label at all is an error,
-    because the prompt tells the model the true label.
+    `label`, else the image's last `0_real`/`1_fake` folder; a contradiction or no label at all is an
+    error, because the prompt tells the model the true label. (When the custom_id holds no label folder,
+    `collect` needs `--label`.)
     """
     if label is not None and label not in LABELS:
         raise AnnotateError(f"label must be 'real' or 'fake', got {label!r}")
@@ -116,7 +118,7 @@ def plan_images(
                     raise AnnotateError(f"{path}: not inside --root {root_path}") from None
             else:
                 key = _default_key(path, arg)
-            folder_label = label_of_key(key)
+            folder_label = label_of_key(key) or label_of_key(path.resolve().as_posix())
             if label is not None and folder_label is not None and folder_label != label:
                 raise AnnotateError(f"{path}: --label {label} contradicts its folder ({folder_label})")
             image_label = label or folder_label

@@ -45,7 +45,7 @@ R_MISMATCH = "Answer disagrees with the label"
 R_NO_ATTRIBUTES = "no known attribute"
 
 _ATTRIBUTE_KEYS = ("Forgery Attributes", "Authentic Attributes", "Attributes")
-_CONTROL_CHARS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
+_CONTROL_CHARS = dict.fromkeys([*range(32), 127], " ")  # control characters become spaces, then collapse
 _VERDICT = re.compile(r"\b(?:is|as|appears|seems)\s+(?:to\s+be\s+)?(not\s+)?(real|fake)\b")
 _WORD = re.compile(r"\b(real|fake)\b")
 _UNDETERMINED = re.compile(r"\b(?:can\s*not|cannot|can't|unable\s+to)\s+(?:determine|tell|decide)\b|\bundetermin")

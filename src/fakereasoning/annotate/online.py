@@ -25,10 +25,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from fakereasoning.annotate.batch import (
     DEFAULT_MAX_IMAGE_BYTES,
+    REQUEST_URL,
     AnnotateError,
     ImageJob,
     build_body,
@@ -128,6 +129,66 @@ class _Writer:
         self._fh.close()
 
 
+# --- Prepared request files as input ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class RequestJob:
+    """One line of a request file written by `prepare` (or any Batch-API request file), read lazily:
+    request lines carry whole images, so only their offsets are kept in memory."""
+
+    custom_id: str
+    file: Path
+    offset: int
+    line_no: int
+
+    def read_body(self) -> dict[str, Any]:
+        with self.file.open("rb") as fh:
+            fh.seek(self.offset)
+            raw = fh.readline()
+        try:
+            body = json.loads(raw)["body"]
+        except (ValueError, KeyError, TypeError):
+            body = None
+        if not isinstance(body, dict):
+            raise AnnotateError(f"{self.file}:{self.line_no}: request line changed or has no body")
+        return body
+
+
+def plan_requests(files: Sequence[str | os.PathLike[str]]) -> list[RequestJob]:
+    """Index Batch-API request files (`requests_NNNN.jsonl`); a malformed line is an error naming it."""
+    jobs: dict[str, RequestJob] = {}
+    for raw_path in files:
+        path = Path(raw_path)
+        if not path.is_file():
+            raise AnnotateError(f"{path}: no such request file")
+        with path.open("rb") as fh:
+            line_no = 0
+            while True:
+                offset = fh.tell()
+                raw = fh.readline()
+                if not raw:
+                    break
+                line_no += 1
+                if not raw.strip():
+                    continue
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    raise AnnotateError(f"{path}:{line_no}: not a JSON line") from None
+                if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+                    raise AnnotateError(f"{path}:{line_no}: request line without a custom_id")
+                if not isinstance(line.get("body"), dict):
+                    raise AnnotateError(f"{path}:{line_no}: request line without a body")
+                if line.get("url", REQUEST_URL) != REQUEST_URL:
+                    raise AnnotateError(f"{path}:{line_no}: url {line.get('url')!r} is not {REQUEST_URL}")
+                custom_id = line["custom_id"]
+                if custom_id in jobs:
+                    raise AnnotateError(f"{path}:{line_no}: custom_id {custom_id!r} repeats {jobs[custom_id].file}")
+                jobs[custom_id] = RequestJob(custom_id, path, offset, line_no)
+    if not jobs:
+        raise AnnotateError("no requests in " + ", ".join(str(f) for f in files))
+    return [jobs[k] for k in sorted(jobs)]
+
+
 # --- Summary -----------------------------------------------------------------------------------------------
 @dataclass
 class RunSummary:
@@ -187,7 +248,7 @@ class RunSummary:
 @dataclass
 class OnlineSettings:
     base_url: str
-    model: str = DEFAULT_MODEL
+    model: str | None = None  # None: DEFAULT_MODEL for images, the request's own model for request files
     api_key: str | None = None
     concurrency: int = 4
     max_rps: float = 0.0  # requests started per second, 0 = unlimited
@@ -247,8 +308,23 @@ def _error_body(resp: Any) -> Any:
         return {"error": {"message": resp.text[:2000]}}
 
 
+Job = ImageJob | RequestJob
+JobT = TypeVar("JobT", ImageJob, RequestJob)
+
+
+def _request_body(job: Job, settings: OnlineSettings) -> dict[str, Any]:
+    """The request body of a job: built from the image, or read back from a prepared request file."""
+    if isinstance(job, RequestJob):
+        body = job.read_body()
+        if settings.model:
+            body["model"] = settings.model
+        return body
+    jpeg = encode_jpeg(job.path, settings.max_image_bytes, name=str(job.path))
+    return build_body(job.label, data_url(jpeg), model=settings.model or DEFAULT_MODEL, max_tokens=settings.max_tokens)
+
+
 async def _annotate_one(
-    job: ImageJob,
+    job: Job,
     client: Any,
     settings: OnlineSettings,
     limiter: _RateLimiter,
@@ -258,11 +334,10 @@ async def _annotate_one(
     import httpx
 
     try:
-        jpeg = await asyncio.to_thread(encode_jpeg, job.path, settings.max_image_bytes, name=str(job.path))
+        body = await asyncio.to_thread(_request_body, job, settings)
     except FakeReasoningError as exc:
-        summary.fail("image error")
+        summary.fail("image error" if isinstance(job, ImageJob) else "bad request line")
         return output_line(job.custom_id, error={"code": "image_error", "message": str(exc)})
-    body = build_body(job.label, data_url(jpeg), model=settings.model, max_tokens=settings.max_tokens)
     last: dict[str, Any] | None = None
     reason = "unknown"
     for attempt in range(settings.max_retries + 1):
@@ -305,14 +380,14 @@ async def _annotate_one(
 
 
 async def _run_online(
-    jobs: Sequence[ImageJob], writer: _Writer, settings: OnlineSettings, summary: RunSummary, progress: bool
+    jobs: Sequence[Job], writer: _Writer, settings: OnlineSettings, summary: RunSummary, progress: bool
 ) -> None:
     import httpx
     from tqdm import tqdm
 
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     limiter = _RateLimiter(settings.max_rps)
-    queue: asyncio.Queue[ImageJob] = asyncio.Queue()
+    queue: asyncio.Queue[Job] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
     bar = tqdm(total=len(jobs), desc="annotate", unit="img", file=sys.stderr, disable=not progress)
@@ -335,7 +410,7 @@ async def _run_online(
     bar.close()
 
 
-def _pending(jobs: Sequence[ImageJob], out: Path, summary: RunSummary) -> list[ImageJob]:
+def _pending(jobs: Sequence[JobT], out: Path, summary: RunSummary) -> list[JobT]:
     done = answered_ids(out)
     todo = [job for job in jobs if job.custom_id not in done]
     summary.total = len(jobs)
@@ -344,9 +419,10 @@ def _pending(jobs: Sequence[ImageJob], out: Path, summary: RunSummary) -> list[I
 
 
 def run_online(
-    jobs: Sequence[ImageJob], out: str | os.PathLike[str], settings: OnlineSettings, progress: bool = True
+    jobs: Sequence[Job], out: str | os.PathLike[str], settings: OnlineSettings, progress: bool = True
 ) -> RunSummary:
-    """Annotate `jobs` through the endpoint, appending output lines to `out`; returns the summary."""
+    """Annotate `jobs` (images, or lines of prepared request files) through the endpoint, appending output
+    lines to `out`; returns the summary."""
     settings.check()
     out_path = Path(out)
     summary = RunSummary()

@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = a_sub.add_parser(
         "run",
         help="annotate online through an OpenAI-compatible endpoint, or offline with --backend evidence",
-        description="Write Batch-API-format output lines to OUTPUT.jsonl; rerun the same command to resume.",
+        description="Write Batch-API-format output lines to OUTPUT.jsonl; rerun the same command to resume. "
+        "IMAGES may instead be request files written by `annotate prepare` (*.jsonl), sent as they are.",
     )
     _add_image_args(p)
     p.add_argument("--out", type=Path, required=True, help="output JSONL (appended to; answered images are skipped)")
@@ -63,7 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="endpoint base URL including /v1 (default: $OPENAI_BASE_URL or https://api.openai.com/v1)",
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
+    p.add_argument(
+        "--model", default=None, help=f"model name (default {DEFAULT_MODEL}; request files: their own model)"
+    )
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
     p.add_argument("--max-rps", type=float, default=0.0, help="at most this many request starts per second (0: no limit)")
@@ -119,9 +122,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fakereasoning.annotate.online import OnlineSettings, run_evidence, run_online
+    from fakereasoning.annotate.batch import AnnotateError
+    from fakereasoning.annotate.online import OnlineSettings, plan_requests, run_evidence, run_online
 
-    jobs = _jobs(args)
+    request_files = [p for p in args.images if p.suffix == ".jsonl"]
+    if request_files and len(request_files) != len(args.images):
+        raise AnnotateError("give either images/folders or prepared request files (*.jsonl), not both")
+    if request_files and args.backend == "evidence":
+        raise AnnotateError("--backend evidence reads images, not request files")
+    jobs = plan_requests(request_files) if request_files else _jobs(args)
     if args.backend == "evidence":
         summary = run_evidence(jobs, args.out, seed=args.seed, progress=not args.json)
     else:
