@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi import FastAPI, Request  # module level: FastAPI resolves the string annotations here
+from fastapi.responses import JSONResponse
 from PIL import Image
 
 from fakereasoning.annotate.prompts import MAX_TOKENS, build_prompt
@@ -33,7 +35,9 @@ BLUE = (20, 40, 230)  # images of this colour get "Can not determine"
 def make_png(path: Path, color: tuple[int, int, int], size: int = 48, seed: int = 0) -> Path:
     """A small noisy image of a dominant colour (noise keeps JPEG sizes realistic)."""
     rng = np.random.default_rng(seed)
-    arr = np.clip(np.array(color, dtype=np.int16) + rng.integers(-12, 13, (size, size, 3)), 0, 255).astype(np.uint8)
+    arr = np.clip(np.array(color, dtype=np.int16) + rng.integers(-12, 13, (size, size, 3)), 0, 255).astype(
+        np.uint8
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(encode_png(Image.fromarray(arr, "RGB")))
     return path
@@ -116,9 +120,6 @@ def _answer(label: str, url: str) -> str:
 
 
 def make_app(state: FakeVLM) -> Any:
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
@@ -129,7 +130,9 @@ def make_app(state: FakeVLM) -> Any:
             status = state.script.pop(0) if state.script else 200
         if status != 200:
             headers = {"retry-after": "0"} if status == 429 else {}
-            return JSONResponse({"error": {"message": f"scripted {status}"}}, status_code=status, headers=headers)
+            return JSONResponse(
+                {"error": {"message": f"scripted {status}"}}, status_code=status, headers=headers
+            )
         label, url, problems = _check_request(body)
         if problems or label is None or url is None:
             with state.lock:
@@ -143,7 +146,9 @@ def make_app(state: FakeVLM) -> Any:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
             "usage": USAGE,
         }
 

@@ -54,7 +54,9 @@ def test_root_label_override_and_errors(tmp_path: Path) -> None:
     with pytest.raises(AnnotateError, match="not inside --root"):
         plan_images([part], root=tmp_path / "ROOT" / "mine" / "0_real")
     # a root below the label folder: the label still comes from the image's folder
-    assert [(j.custom_id, j.label) for j in plan_images([part / "0_real"], root=part / "0_real")] == [("r0.png", "real")]
+    assert [(j.custom_id, j.label) for j in plan_images([part / "0_real"], root=part / "0_real")] == [
+        ("r0.png", "real")
+    ]
     loose = tmp_path / "loose"
     make_png(loose / "a.png", (1, 2, 3))
     with pytest.raises(AnnotateError, match="no label"):
@@ -106,7 +108,11 @@ def test_prepare_writes_request_files(tmp_path: Path) -> None:
     result = prepare(plan_images([set_dir]), out, model="my-vlm", per_file=2, progress=False)
 
     assert result.requests == 5
-    assert [p.name for p in result.files] == ["requests_0000.jsonl", "requests_0001.jsonl", "requests_0002.jsonl"]
+    assert [p.name for p in result.files] == [
+        "requests_0000.jsonl",
+        "requests_0001.jsonl",
+        "requests_0002.jsonl",
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt", *[p.name for p in result.files]]
     assert result.skipped and result.skipped[0][0].endswith("broken.png")
     lines = [line for p in result.files for line in _read_lines(p)]

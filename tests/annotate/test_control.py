@@ -59,7 +59,9 @@ def test_unknown_and_wrong_kind_names_are_dropped_and_variants_mapped() -> None:
     )
     out = control_answer(text, "fake")
     assert out.kept
-    assert out.attributes == {n: ("Blurry background." if n == "Low Image Quality" else None) for n in FORGERY_ATTRIBUTES}
+    assert out.attributes == {
+        n: ("Blurry background." if n == "Low Image Quality" else None) for n in FORGERY_ATTRIBUTES
+    }
     assert set(out.dropped_names) == {"Semantic Rationality", "Colour Bleeding"}
 
 
@@ -67,7 +69,9 @@ def test_python_literal_answer_with_prose_around_it() -> None:
     text = "Here you go:\n{'Answer': 'The image is real.', 'Attributes': {'High Image Quality': 'Crisp.', 'Semantic Rationality': None,}}\nThanks"
     out = control_answer(text, "real")
     assert out.kept
-    assert out.attributes == {n: ("Crisp." if n == "High Image Quality" else None) for n in AUTHENTIC_ATTRIBUTES}
+    assert out.attributes == {
+        n: ("Crisp." if n == "High Image Quality" else None) for n in AUTHENTIC_ATTRIBUTES
+    }
 
 
 @pytest.mark.parametrize(
@@ -82,8 +86,16 @@ def test_python_literal_answer_with_prose_around_it() -> None:
         (_fake_answer({"Colour Bleeding": "x"}), "fake", R_NO_ATTRIBUTES),
         (_fake_answer({"Irregular Image Edges": None}), "fake", R_NO_ATTRIBUTES),
         (_fake_answer({"Irregular Image Edges": "   "}), "fake", R_NO_ATTRIBUTES),
-        ('{"Answer": "The image is fake.", "Forgery Attributes": {"Irregular Image Edges": "jag', "fake", R_TRUNCATED),
-        ('{"Answer": "The image is fake.", "Forgery Attributes": {"Irregular Image Edges": "j"}', "fake", R_TRUNCATED),
+        (
+            '{"Answer": "The image is fake.", "Forgery Attributes": {"Irregular Image Edges": "jag',
+            "fake",
+            R_TRUNCATED,
+        ),
+        (
+            '{"Answer": "The image is fake.", "Forgery Attributes": {"Irregular Image Edges": "j"}',
+            "fake",
+            R_TRUNCATED,
+        ),
         ("The image is fake.", "fake", R_NO_JSON),
         ("", "fake", control.R_NO_TEXT),
         (None, "fake", control.R_NO_TEXT),
@@ -158,7 +170,13 @@ def test_hostile_text_inside_a_string_stays_plain_text(tmp_path: Path) -> None:
 _name = st.one_of(st.sampled_from(ATTRIBUTES), st.text(max_size=30))
 _value = st.one_of(st.none(), st.text(max_size=60), st.integers(), st.lists(st.text(max_size=5), max_size=2))
 _answer_text = st.sampled_from(
-    ["The image is fake.", "The image is real.", "Can not determine if the image is real or fake.", "maybe", ""]
+    [
+        "The image is fake.",
+        "The image is real.",
+        "Can not determine if the image is real or fake.",
+        "maybe",
+        "",
+    ]
 )
 _group_key = st.sampled_from(["Forgery Attributes", "Attributes", "Authentic Attributes", "Other"])
 
@@ -208,7 +226,11 @@ def test_fuzz_structured_answers_match_a_model(case: tuple[str, dict], label: st
     if out.kept:  # whatever was kept must come from the answer, for the true label and its own names
         assert answer_label(obj["Answer"]) == label
         given_texts = {
-            _normal(v) for key, group in obj.items() if key != "Answer" for v in group.values() if isinstance(v, str)
+            _normal(v)
+            for key, group in obj.items()
+            if key != "Answer"
+            for v in group.values()
+            if isinstance(v, str)
         }
         for value in out.attributes.values():
             assert value is None or value in given_texts
@@ -221,7 +243,9 @@ def test_fuzz_structured_answers_match_a_model(case: tuple[str, dict], label: st
     pick=st.integers(0, 8),
     label=st.sampled_from(["real", "fake"]),
 )
-def test_fuzz_hostile_fragments_never_run(tmp_path: Path, prefix: str, suffix: str, pick: int, label: str) -> None:
+def test_fuzz_hostile_fragments_never_run(
+    tmp_path: Path, prefix: str, suffix: str, pick: int, label: str
+) -> None:
     marker = tmp_path / "pwned_fuzz"
     text = prefix + _hostile(marker)[pick] + suffix
     _check_invariants(control_answer(text, label), label)  # type: ignore[arg-type]
@@ -240,7 +264,9 @@ def test_collect_counts_reasons_and_prefers_a_later_success(tmp_path: Path) -> N
         output_line("sd/1_fake/a.png", 500, {"error": {"message": "boom"}}, "r1"),
         _ok("sd/1_fake/a.png", good_fake),  # the retry succeeded: kept, the error is not counted
         _ok("sd/0_real/b.png", good_real),
-        _ok("sd/0_real/b.png", '{"Answer": "Can not determine if the image is real or fake."}'),  # kept one stays
+        _ok(
+            "sd/0_real/b.png", '{"Answer": "Can not determine if the image is real or fake."}'
+        ),  # kept one stays
         _ok("sd/1_fake/c.png", '{"Answer": "Can not determine if the image is real or fake."}'),
         output_line("sd/1_fake/d.png", error={"code": "transport_error", "message": "refused"}),
         _ok("sd/0_real/e.png", good_fake),
@@ -250,12 +276,20 @@ def test_collect_counts_reasons_and_prefers_a_later_success(tmp_path: Path) -> N
         {"custom_id": 7},
     ]
     out_file = tmp_path / "out.jsonl"
-    text = "".join(json.dumps(line) + "\n" for line in lines) + "not json at all\n" + '{"custom_id": "sd/1_fake/z.png", "resp'
+    text = (
+        "".join(json.dumps(line) + "\n" for line in lines)
+        + "not json at all\n"
+        + '{"custom_id": "sd/1_fake/z.png", "resp'
+    )
     out_file.write_text(text)
     result = collect([out_file])
     assert result.annotations == {
-        "sd/0_real/b.png": {n: ("Sharp." if n == "High Image Quality" else None) for n in AUTHENTIC_ATTRIBUTES},
-        "sd/1_fake/a.png": {n: ("Jagged." if n == "Irregular Image Edges" else None) for n in FORGERY_ATTRIBUTES},
+        "sd/0_real/b.png": {
+            n: ("Sharp." if n == "High Image Quality" else None) for n in AUTHENTIC_ATTRIBUTES
+        },
+        "sd/1_fake/a.png": {
+            n: ("Jagged." if n == "Irregular Image Edges" else None) for n in FORGERY_ATTRIBUTES
+        },
     }
     assert result.labels == {"real": 1, "fake": 1}
     assert result.skipped == {

@@ -166,7 +166,9 @@ def data_url(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
-def build_body(label: Label, image_url: str, model: str = DEFAULT_MODEL, max_tokens: int = MAX_TOKENS) -> dict[str, Any]:
+def build_body(
+    label: Label, image_url: str, model: str = DEFAULT_MODEL, max_tokens: int = MAX_TOKENS
+) -> dict[str, Any]:
     """A `/v1/chat/completions` request body: the label's prompt and the image in one user message."""
     return {
         "model": model,
@@ -252,7 +254,9 @@ def prepare(
 
     for job in tqdm(jobs, desc="prepare", unit="img", file=sys.stderr, disable=not progress):
         try:
-            line = json.dumps(build_request(job, model, max_image_bytes, max_tokens), ensure_ascii=False) + "\n"
+            line = (
+                json.dumps(build_request(job, model, max_image_bytes, max_tokens), ensure_ascii=False) + "\n"
+            )
         except ImageLoadError as exc:
             result.skipped.append((str(job.path), exc.problem))
             continue

@@ -25,7 +25,9 @@ from fakereasoning.annotate.batch import AnnotateError, label_of_key
 from fakereasoning.fsio import UnsafePathError, check_relative
 from fakereasoning.schema import ATTRIBUTES_OF_LABEL, LABELS, Label
 
-MAX_ANSWER_CHARS = 20_000  # a 300-token answer is ~1,500 characters; more is not an answer, and parsing stays cheap
+MAX_ANSWER_CHARS = (
+    20_000  # a 300-token answer is ~1,500 characters; more is not an answer, and parsing stays cheap
+)
 MAX_TEXT_CHARS = 2_000  # one attribute description
 
 # Skip reasons (the keys of the counts that `collect` prints).
@@ -48,7 +50,9 @@ _ATTRIBUTE_KEYS = ("Forgery Attributes", "Authentic Attributes", "Attributes")
 _CONTROL_CHARS = dict.fromkeys([*range(32), 127], " ")  # control characters become spaces, then collapse
 _VERDICT = re.compile(r"\b(?:is|as|appears|seems)\s+(?:to\s+be\s+)?(not\s+)?(real|fake)\b")
 _WORD = re.compile(r"\b(real|fake)\b")
-_UNDETERMINED = re.compile(r"\b(?:can\s*not|cannot|can't|unable\s+to)\s+(?:determine|tell|decide)\b|\bundetermin")
+_UNDETERMINED = re.compile(
+    r"\b(?:can\s*not|cannot|can't|unable\s+to)\s+(?:determine|tell|decide)\b|\bundetermin"
+)
 
 
 def _norm_name(name: str) -> str:
@@ -103,7 +107,9 @@ def answer_label(answer: Any) -> Label | str | None:
     text = " ".join(answer.split()).casefold()
     if _UNDETERMINED.search(text):
         return "undetermined"
-    verdicts = {("real" if (m.group(2) == "fake") == bool(m.group(1)) else "fake") for m in _VERDICT.finditer(text)}
+    verdicts = {
+        ("real" if (m.group(2) == "fake") == bool(m.group(1)) else "fake") for m in _VERDICT.finditer(text)
+    }
     if not verdicts:
         verdicts = {m.group(1) for m in _WORD.finditer(text)}
     return verdicts.pop() if len(verdicts) == 1 else None  # type: ignore[return-value]
@@ -175,7 +181,9 @@ def _answer_of_body(body: Any) -> tuple[Any, str | None]:
     message = choice.get("message")
     content = message.get("content") if isinstance(message, dict) else None
     if isinstance(content, list):  # content given as parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+        content = "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     finish = choice.get("finish_reason")
     return content, finish if isinstance(finish, str) else None
 
@@ -232,7 +240,9 @@ class CollectResult:
         }
 
     def text(self) -> str:
-        lines = [f"kept: {self.kept} ({', '.join(f'{k} {v}' for k, v in sorted(self.labels.items())) or 'none'})"]
+        lines = [
+            f"kept: {self.kept} ({', '.join(f'{k} {v}' for k, v in sorted(self.labels.items())) or 'none'})"
+        ]
         lines.append(f"skipped: {sum(self.skipped.values())}")
         lines += [f"  {reason}: {n}" for reason, n in self.skipped.most_common()]
         if self.dropped_names:
@@ -286,7 +296,9 @@ def collect(paths: Iterable[str | os.PathLike[str]], label: Label | None = None)
     return result
 
 
-def write_annotations(path: str | os.PathLike[str], annotations: Mapping[str, Mapping[str, str | None]]) -> None:
+def write_annotations(
+    path: str | os.PathLike[str], annotations: Mapping[str, Mapping[str, str | None]]
+) -> None:
     """Write the kept annotations as an MMFR `*_reasoning.json` (atomic, sorted keys)."""
     from fakereasoning.data.mmfr import write_reasoning_json
 

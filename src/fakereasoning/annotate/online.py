@@ -58,7 +58,12 @@ def output_line(
     response = None
     if status_code is not None:
         response = {"status_code": status_code, "request_id": request_id or "", "body": body}
-    return {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id, "response": response, "error": error}
+    return {
+        "id": f"batch_req_{uuid.uuid4().hex}",
+        "custom_id": custom_id,
+        "response": response,
+        "error": error,
+    }
 
 
 def chat_completion(content: str, model: str, usage: dict[str, int] | None = None) -> dict[str, Any]:
@@ -182,7 +187,9 @@ def plan_requests(files: Sequence[str | os.PathLike[str]]) -> list[RequestJob]:
                     raise AnnotateError(f"{path}:{line_no}: url {line.get('url')!r} is not {REQUEST_URL}")
                 custom_id = line["custom_id"]
                 if custom_id in jobs:
-                    raise AnnotateError(f"{path}:{line_no}: custom_id {custom_id!r} repeats {jobs[custom_id].file}")
+                    raise AnnotateError(
+                        f"{path}:{line_no}: custom_id {custom_id!r} repeats {jobs[custom_id].file}"
+                    )
                 jobs[custom_id] = RequestJob(custom_id, path, offset, line_no)
     if not jobs:
         raise AnnotateError("no requests in " + ", ".join(str(f) for f in files))
@@ -320,7 +327,9 @@ def _request_body(job: Job, settings: OnlineSettings) -> dict[str, Any]:
             body["model"] = settings.model
         return body
     jpeg = encode_jpeg(job.path, settings.max_image_bytes, name=str(job.path))
-    return build_body(job.label, data_url(jpeg), model=settings.model or DEFAULT_MODEL, max_tokens=settings.max_tokens)
+    return build_body(
+        job.label, data_url(jpeg), model=settings.model or DEFAULT_MODEL, max_tokens=settings.max_tokens
+    )
 
 
 async def _annotate_one(
@@ -349,7 +358,10 @@ async def _annotate_one(
             resp = await client.post(settings.endpoint(), json=body, headers=headers)
         except httpx.HTTPError as exc:
             reason = f"transport error ({exc.__class__.__name__})"
-            last = output_line(job.custom_id, error={"code": "transport_error", "message": f"{exc.__class__.__name__}: {exc}"})
+            last = output_line(
+                job.custom_id,
+                error={"code": "transport_error", "message": f"{exc.__class__.__name__}: {exc}"},
+            )
         else:
             request_id = resp.headers.get("x-request-id", "")
             if resp.status_code == 200:
@@ -391,7 +403,9 @@ async def _run_online(
     for job in jobs:
         queue.put_nowait(job)
     bar = tqdm(total=len(jobs), desc="annotate", unit="img", file=sys.stderr, disable=not progress)
-    limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
+    limits = httpx.Limits(
+        max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+    )
 
     async with httpx.AsyncClient(timeout=settings.timeout_s, limits=limits) as client:
 
@@ -478,14 +492,18 @@ def run_evidence(
         annotator = annotator_factory(seed)
         writer = _Writer(out_path)
         try:
-            for job in tqdm(todo, desc="annotate (evidence)", unit="img", file=sys.stderr, disable=not progress):
+            for job in tqdm(
+                todo, desc="annotate (evidence)", unit="img", file=sys.stderr, disable=not progress
+            ):
                 try:
                     image = load_image(job.path, name=str(job.path))
                     attributes = annotator.annotate(image, job.label, key=job.custom_id)
                     content = evidence_answer(dict(attributes), job.label)
                 except (FakeReasoningError, ValueError) as exc:
                     summary.fail("image error")
-                    writer.write(output_line(job.custom_id, error={"code": "image_error", "message": str(exc)}))
+                    writer.write(
+                        output_line(job.custom_id, error={"code": "image_error", "message": str(exc)})
+                    )
                     continue
                 body = chat_completion(content, EVIDENCE_MODEL_ID)
                 summary.ok += 1

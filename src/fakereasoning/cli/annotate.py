@@ -12,7 +12,13 @@ LABEL_CHOICES = ("real", "fake")
 
 
 def _add_image_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGES", help="image files and/or folders (searched recursively)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGES",
+        help="image files and/or folders (searched recursively)",
+    )
     p.add_argument(
         "--label",
         choices=LABEL_CHOICES,
@@ -24,7 +30,9 @@ def _add_image_args(p: argparse.ArgumentParser) -> None:
         help="make each custom_id the image path relative to ROOT (default: relative to the folder above "
         "the set folder, e.g. evaluation_sets/, so keys look like <set>/0_real/x.png)",
     )
-    p.add_argument("--max-image-bytes", type=int, default=None, help="JPEG byte cap per image (default 1000000)")
+    p.add_argument(
+        "--max-image-bytes", type=int, default=None, help="JPEG byte cap per image (default 1000000)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -46,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_image_args(p)
     p.add_argument("--out", type=Path, required=True, help="output folder for the request files")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name in each request (default {DEFAULT_MODEL})")
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model name in each request (default {DEFAULT_MODEL})"
+    )
     p.add_argument("--per-file", type=int, default=50, help="requests per file (default 50)")
     p.set_defaults(handler=cmd_prepare)
 
@@ -57,8 +67,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "IMAGES may instead be request files written by `annotate prepare` (*.jsonl), sent as they are.",
     )
     _add_image_args(p)
-    p.add_argument("--out", type=Path, required=True, help="output JSONL (appended to; answered images are skipped)")
-    p.add_argument("--backend", choices=("openai", "evidence"), default="openai", help="VLM endpoint or offline evidence annotator")
+    p.add_argument(
+        "--out", type=Path, required=True, help="output JSONL (appended to; answered images are skipped)"
+    )
+    p.add_argument(
+        "--backend",
+        choices=("openai", "evidence"),
+        default="openai",
+        help="VLM endpoint or offline evidence annotator",
+    )
     p.add_argument(
         "--base-url",
         default=None,
@@ -69,9 +86,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
-    p.add_argument("--max-rps", type=float, default=0.0, help="at most this many request starts per second (0: no limit)")
-    p.add_argument("--max-retries", type=int, default=5, help="retries on 429/5xx/transport errors (default 5)")
-    p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each retry")
+    p.add_argument(
+        "--max-rps", type=float, default=0.0, help="at most this many request starts per second (0: no limit)"
+    )
+    p.add_argument(
+        "--max-retries", type=int, default=5, help="retries on 429/5xx/transport errors (default 5)"
+    )
+    p.add_argument(
+        "--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each retry"
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the evidence annotator")
     p.set_defaults(handler=cmd_run)
@@ -82,9 +105,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Parse answers safely (JSON, else Python literals; never eval), keep those that agree "
         "with the label, and write the reasoning JSON keyed by custom_id.",
     )
-    p.add_argument("outputs", nargs="+", type=Path, metavar="OUTPUT.jsonl", help="Batch API or `annotate run` output files")
-    p.add_argument("--out", type=Path, required=True, help="reasoning JSON to write (e.g. evaluation_sets/<set>/<set>_reasoning.json)")
-    p.add_argument("--label", choices=LABEL_CHOICES, help="true label of all images (default: from the custom_id's folder)")
+    p.add_argument(
+        "outputs",
+        nargs="+",
+        type=Path,
+        metavar="OUTPUT.jsonl",
+        help="Batch API or `annotate run` output files",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="reasoning JSON to write (e.g. evaluation_sets/<set>/<set>_reasoning.json)",
+    )
+    p.add_argument(
+        "--label",
+        choices=LABEL_CHOICES,
+        help="true label of all images (default: from the custom_id's folder)",
+    )
     p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     p.set_defaults(handler=cmd_collect)
 
@@ -117,7 +155,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     else:
         for image, reason in result.skipped:
             print(f"skipped {image}: {reason}", file=sys.stderr)
-        print(f"{result.requests} requests in {len(result.files)} files under {args.out} ({len(result.skipped)} images skipped)")
+        print(
+            f"{result.requests} requests in {len(result.files)} files under {args.out} ({len(result.skipped)} images skipped)"
+        )
     return 0 if result.requests else 1
 
 
@@ -162,11 +202,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     result = collect(args.outputs, label=args.label)
     if args.json:
-        print(json.dumps({**result.to_dict(), "out": str(args.out) if result.kept else None}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {**result.to_dict(), "out": str(args.out) if result.kept else None}, ensure_ascii=False
+            )
+        )
     else:
         print(result.text())
     if not result.kept:
-        raise AnnotateError(f"{', '.join(map(str, args.outputs))}: no answer passed the output control; nothing written")
+        raise AnnotateError(
+            f"{', '.join(map(str, args.outputs))}: no answer passed the output control; nothing written"
+        )
     write_annotations(args.out, result.annotations)
     if not args.json:
         print(f"wrote {result.kept} annotations to {args.out}")
