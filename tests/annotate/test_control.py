@@ -65,6 +65,14 @@ def test_unknown_and_wrong_kind_names_are_dropped_and_variants_mapped() -> None:
     assert set(out.dropped_names) == {"Semantic Rationality", "Colour Bleeding"}
 
 
+def test_key_spelling_variants_are_accepted() -> None:
+    text = json.dumps(
+        {"answer": "The image is fake.", "forgery_attributes": {"Irregular Image Edges": "Halo."}}
+    )
+    out = control_answer(text, "fake")
+    assert out.kept and out.attributes["Irregular Image Edges"] == "Halo."
+
+
 def test_python_literal_answer_with_prose_around_it() -> None:
     text = "Here you go:\n{'Answer': 'The image is real.', 'Attributes': {'High Image Quality': 'Crisp.', 'Semantic Rationality': None,}}\nThanks"
     out = control_answer(text, "real")

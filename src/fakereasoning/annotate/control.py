@@ -122,6 +122,14 @@ def _clean_text(value: Any) -> str | None:
     return text[:MAX_TEXT_CHARS] or None
 
 
+def _get(obj: dict[Any, Any], key: str) -> Any:
+    """`obj[key]`, else the value of the first key equal to it ignoring case, spacing and underscores."""
+    if key in obj:
+        return obj[key]
+    wanted = _norm_name(key)
+    return next((v for k, v in obj.items() if isinstance(k, str) and _norm_name(k) == wanted), None)
+
+
 @dataclass
 class Controlled:
     """The verdict of the output control on one answer: `attributes` when kept, else `reason`."""
@@ -143,7 +151,7 @@ def control_answer(text: Any, label: Label, finish_reason: str | None = None) ->
         return Controlled(reason=exc.reason)
     if not isinstance(obj, dict):
         return Controlled(reason=R_NOT_OBJECT)
-    said = answer_label(obj.get("Answer"))
+    said = answer_label(_get(obj, "Answer"))
     if said == "undetermined":
         return Controlled(reason=R_UNDETERMINED)
     if said is None:
@@ -153,7 +161,7 @@ def control_answer(text: Any, label: Label, finish_reason: str | None = None) ->
     found: dict[str, str] = {}
     dropped: list[str] = []
     for key in _ATTRIBUTE_KEYS:
-        group = obj.get(key)
+        group = _get(obj, key)
         if not isinstance(group, dict):
             continue
         for name, value in group.items():
