@@ -30,7 +30,13 @@ from fakereasoning.annotate.control import (
     control_answer,
 )
 from fakereasoning.annotate.online import chat_completion, output_line
-from fakereasoning.schema import ATTRIBUTES, ATTRIBUTES_OF_LABEL, AUTHENTIC_ATTRIBUTES, FORGERY_ATTRIBUTES
+from fakereasoning.schema import (
+    ATTRIBUTES,
+    ATTRIBUTES_OF_LABEL,
+    AUTHENTIC_ATTRIBUTES,
+    FORGERY_ATTRIBUTES,
+    format_cot,
+)
 
 REASONS = {v for k, v in vars(control).items() if k.startswith("R_")}
 
@@ -71,6 +77,21 @@ def test_key_spelling_variants_are_accepted() -> None:
     )
     out = control_answer(text, "fake")
     assert out.kept and out.attributes["Irregular Image Edges"] == "Halo."
+
+
+def test_tagged_fdr_answer_from_our_serve_is_controlled_too() -> None:
+    attrs = {
+        "Irregular Image Edges": "The hair dissolves into the background.",
+        "Semantic Irrationality": None,
+    }
+    text = format_cot("fake", attrs, "A portrait.")
+    out = control_answer(text, "fake")
+    assert out.kept
+    assert out.attributes == {n: attrs.get(n) for n in FORGERY_ATTRIBUTES}
+    assert control_answer(text, "real").reason == R_MISMATCH
+    no_findings = format_cot("fake", {}, "A portrait.")
+    assert control_answer(no_findings, "fake").reason == R_NO_ATTRIBUTES
+    assert control_answer("<REASONING> x </REASONING>", "fake").reason == R_NO_JSON
 
 
 def test_python_literal_answer_with_prose_around_it() -> None:

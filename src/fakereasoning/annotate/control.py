@@ -6,6 +6,8 @@ numbers, dicts, lists, ...) and nothing that can run (no names, calls, attribute
 literal arithmetic). An answer is kept only when its "Answer" agrees with the true label and at least one
 attribute name of that label's kind is present; unknown names are dropped and the five names of the kind
 are always written, `null` for the missing ones. Everything else is counted with a reason and skipped.
+A reply without JSON that is a tagged FDR answer (what our own `serve` returns) is read with
+`schema.parse_cot` under the same rules, so a trained detector can annotate too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from fakereasoning.annotate.batch import AnnotateError, label_of_key
 from fakereasoning.fsio import UnsafePathError, check_relative
-from fakereasoning.schema import ATTRIBUTES_OF_LABEL, LABELS, Label
+from fakereasoning.schema import ATTRIBUTES_OF_LABEL, LABELS, Label, parse_cot
 
 MAX_ANSWER_CHARS = (
     20_000  # a 300-token answer is ~1,500 characters; more is not an answer, and parsing stays cheap
@@ -148,7 +150,8 @@ def control_answer(text: Any, label: Label, finish_reason: str | None = None) ->
     try:
         obj = parse_object(text, finish_reason)
     except _ParseFailure as exc:
-        return Controlled(reason=exc.reason)
+        tagged = _control_tagged(text, label) if exc.reason == R_NO_JSON else None
+        return tagged or Controlled(reason=exc.reason)
     if not isinstance(obj, dict):
         return Controlled(reason=R_NOT_OBJECT)
     said = answer_label(_get(obj, "Answer"))
@@ -176,6 +179,22 @@ def control_answer(text: Any, label: Label, finish_reason: str | None = None) ->
         return Controlled(reason=R_NO_ATTRIBUTES, dropped_names=dropped)
     attributes = {name: found.get(name) for name in ATTRIBUTES_OF_LABEL[label]}
     return Controlled(attributes=attributes, dropped_names=dropped)
+
+
+def _control_tagged(text: str, label: Label) -> Controlled | None:
+    """The output control for a tagged FDR answer (<REASONING> ... <CONCLUSION>), as our own `serve`
+    returns; None when the text is not one, so the JSON skip reason stands."""
+    parsed = parse_cot(text)
+    if not parsed.ok:
+        return None
+    if parsed.label != label:
+        return Controlled(reason=R_MISMATCH)
+    names = ATTRIBUTES_OF_LABEL[label]
+    found = {n: _clean_text(v) for n, v in parsed.attributes.items() if n in names}
+    dropped = [n for n in parsed.attributes if n not in names]
+    if not any(found.values()):
+        return Controlled(reason=R_NO_ATTRIBUTES, dropped_names=dropped)
+    return Controlled(attributes={n: found.get(n) for n in names}, dropped_names=dropped)
 
 
 def _answer_of_body(body: Any) -> tuple[Any, str | None]:
