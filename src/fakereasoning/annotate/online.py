@@ -42,6 +42,7 @@ from fakereasoning.schema import ATTRIBUTES_OF_LABEL
 
 EVIDENCE_MODEL_ID = "fakereasoning-evidence"
 RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+FATAL_STATUSES = frozenset({401, 403, 404})  # wrong key, URL or model: every request would fail alike
 MAX_RETRY_AFTER_S = 120.0
 _FSYNC_EVERY = 20
 
@@ -211,6 +212,7 @@ class RunSummary:
     total_tokens: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # reason -> count
     elapsed_s: float = 0.0
+    fatal: str | None = None  # set when the endpoint refuses all requests (401 / 403 / 404)
 
     def add_usage(self, body: Any) -> None:
         usage = body.get("usage") if isinstance(body, dict) else None
@@ -308,6 +310,14 @@ def _retry_after(headers: Any) -> float | None:
     return None if seconds is None or seconds < 0 else min(seconds, MAX_RETRY_AFTER_S)
 
 
+def _message(line: dict[str, Any]) -> str:
+    """The error message of an output line's body, shortened, for a one-line report."""
+    body = (line.get("response") or {}).get("body")
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    return " ".join(str(message or "no message").split())[:200]
+
+
 def _error_body(resp: Any) -> Any:
     try:
         return resp.json()
@@ -378,6 +388,8 @@ async def _annotate_one(
             else:
                 reason = f"HTTP {resp.status_code}"
                 last = output_line(job.custom_id, resp.status_code, _error_body(resp), request_id)
+                if resp.status_code in FATAL_STATUSES:
+                    summary.fatal = summary.fatal or f"HTTP {resp.status_code}: {_message(last)}"
                 if resp.status_code not in RETRY_STATUSES:
                     break
                 delay = _retry_after(resp.headers)
@@ -411,6 +423,8 @@ async def _run_online(
 
         async def worker() -> None:
             while True:
+                if summary.fatal:  # the endpoint refuses everyone: sending the rest only writes errors
+                    return
                 try:
                     job = queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -449,6 +463,11 @@ def run_online(
         finally:
             writer.close()
     summary.elapsed_s = time.perf_counter() - start
+    if summary.fatal:
+        raise AnnotateError(
+            f"{settings.endpoint()}: {summary.fatal}; stopped after {summary.ok + summary.failed} of "
+            f"{len(todo)} images (check --base-url, --model and the API key; rerun to resume)"
+        )
     return summary
 
 
