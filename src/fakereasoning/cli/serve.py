@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import signal
 import socket
 import sys
+import threading
 
 from fakereasoning.errors import FakeReasoningError
 from fakereasoning.serve.detector import MODES
@@ -21,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "Binds 127.0.0.1 by default: the API has no authentication."
         ),
     )
-    p.add_argument("--model", metavar="DIR", help="model directory (FakeReasoning.save_pretrained output)")
+    p.add_argument("--model", metavar="DIR", help="model directory (default: the shipped default model)")
+    p.add_argument("--device", help="torch device for the model, e.g. cpu or cuda (default: the model's)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest encoded image (default: %(default)s)")
@@ -91,13 +94,35 @@ def run(args: argparse.Namespace) -> int:
         )
     sock = _bind(args.host, args.port)
     try:
-        detector = load_detector(args.model)
+        detector = load_detector(args.model, device=args.device)
         app = create_app(detector, limits)
         port = sock.getsockname()[1]
         shown = f"[{args.host}]" if ":" in args.host else args.host
         print(f"fakereasoning: serving {detector.model_id} at http://{shown}:{port}/", file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5)
-        uvicorn.Server(config).run(sockets=[sock])
+        _run_until_stopped(uvicorn.Server(config), sock)
     finally:
         sock.close()
+    print("fakereasoning: server stopped", file=sys.stderr)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_until_stopped(server: object, sock: socket.socket) -> None:
+    """Run uvicorn; Ctrl-C or SIGTERM stop it gracefully and count as a normal exit (status 0).
+
+    uvicorn shuts down on these signals, then re-raises them to the handlers it found; SIGTERM's handler
+    here turns that into the same KeyboardInterrupt as Ctrl-C, which ends the command quietly.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        server.run(sockets=[sock])  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

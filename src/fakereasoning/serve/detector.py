@@ -7,10 +7,7 @@ tested with a test double and any other detector (a baseline, a remote model) ca
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
-
-from fakereasoning.errors import FakeReasoningError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -57,30 +54,9 @@ class ModelDetector:
             return None
 
 
-def default_model_dir() -> Path | None:
-    """Where the shipped default model lives, or None while the project ships none.
+def load_detector(model_dir: str | os.PathLike[str] | None, device: str | None = None) -> ModelDetector:
+    """Load the FakeReasoning model from `model_dir` (None: the shipped default model) for serving."""
+    from fakereasoning.infer import load_model
 
-    `FAKEREASONING_MODEL` (a model directory) overrides it, so a deployment can pin a model without flags.
-    """
-    env = os.environ.get("FAKEREASONING_MODEL")
-    if env:
-        return Path(env)
-    return None
-
-
-def load_detector(model_dir: str | os.PathLike[str] | None) -> ModelDetector:
-    """Load the FakeReasoning model from `model_dir` (or the default model) for serving."""
-    path = Path(model_dir) if model_dir is not None else default_model_dir()
-    if path is None:
-        raise FakeReasoningError(
-            "no model to serve: no default model is shipped yet; pass --model DIR (a directory written by "
-            "FakeReasoning.save_pretrained) or set FAKEREASONING_MODEL"
-        )
-    if not path.is_dir():
-        raise FakeReasoningError(f"{path}: model directory not found")
-    try:
-        from fakereasoning.models import FakeReasoning
-    except ImportError as exc:  # pragma: no cover - only while the models package is missing
-        raise FakeReasoningError(f"cannot load models ({exc})") from None
-    model = FakeReasoning.from_pretrained(path)
-    return ModelDetector(model, model_id=getattr(model, "model_id", None) or path.name)
+    model = load_model(model_dir, device=device)
+    return ModelDetector(model)
