@@ -74,6 +74,7 @@ class FakeReasoningConfig:
     lora_dropout: float = 0.0
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     train_projector: bool = True
+    llava_dtype: str = "float32"  # "bfloat16" / "float16" on GPU
     vision_feature_layer: int = -2
     vision_feature_select_strategy: str = "default"
 
