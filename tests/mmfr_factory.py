@@ -61,3 +61,41 @@ def released_layout(root: Path) -> Path:
 
     write_json(root / "forgery_reasoning_cot.json", build_conversations(root))
     return root
+
+
+def separable_dataset(root: Path, n_train: int = 24, n_eval: int = 4, sets: tuple[str, ...] = ("a", "b")) -> Path:
+    """A learnable toy task in the MMFR layout: reals are white noise, fakes are 2x nearest-upsampled noise
+    (the periodic trace of a learned upsampler). A training part with conversations, and evaluation sets."""
+    from fakereasoning.data.cot import write_cot
+    from fakereasoning.data.mmfr import write_reasoning_json
+
+    rng = np.random.default_rng(0)
+
+    def real() -> np.ndarray:
+        return np.clip(rng.normal(128, 40, (96, 96, 3)), 0, 255).astype(np.uint8)
+
+    def fake() -> np.ndarray:
+        small = rng.normal(128, 40, (48, 48, 3))
+        return np.clip(np.repeat(np.repeat(small, 2, 0), 2, 1), 0, 255).astype(np.uint8)
+
+    def put(rel: str, arr: np.ndarray) -> None:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(root / rel)
+
+    train: dict[str, dict[str, str | None]] = {}
+    for i in range(n_train):
+        put(f"part/0_real/r{i}.png", real())
+        train[f"part/0_real/r{i}.png"] = {"High Image Quality": "fine noise with no periodic structure"}
+        put(f"part/1_fake/f{i}.png", fake())
+        train[f"part/1_fake/f{i}.png"] = {"Anomalous Image Texture": "pixels repeat in 2x2 blocks"}
+    write_reasoning_json(root / "part/part_reasoning.json", train)
+    for s in sets:
+        mapping: dict[str, dict[str, str | None]] = {}
+        for i in range(n_eval):
+            put(f"evaluation_sets/{s}/0_real/r{i}.png", real())
+            mapping[f"{s}/0_real/r{i}.png"] = {"High Image Quality": "fine noise"}
+            put(f"evaluation_sets/{s}/1_fake/f{i}.png", fake())
+            mapping[f"{s}/1_fake/f{i}.png"] = {"Anomalous Image Texture": "2x2 blocks"}
+        write_reasoning_json(root / f"evaluation_sets/{s}/{s}_reasoning.json", mapping)
+    write_cot(root, root / "forgery_reasoning_cot.json")
+    return root

@@ -68,39 +68,44 @@ class DetectionResult:
 
 
 def detect_paths(
-    model: Any, inputs: Sequence[str], mode: str = "fast", batch_size: int = 16, progress: bool = False
+    model: Any, inputs: Sequence[str], mode: str = "fast", batch_size: int = 16, progress: bool = False,
+    **generate_kwargs: Any,
 ) -> Iterator[DetectionResult]:
-    """Detect every input in order, `batch_size` images per model call."""
+    """Detect every input, results in input order, `batch_size` images per model call."""
     if mode not in MODES:
         raise FakeReasoningError(f"mode must be fast or full, got {mode!r}")
     items = list(expand_inputs(inputs))
     from tqdm import tqdm
 
     bar = tqdm(total=len(items), desc=f"detect ({mode})", unit="img", disable=not progress)
-    pending: list[tuple[str, Image.Image]] = []
+    pending: list[tuple[str, Image.Image | None, str | None]] = []
 
     def flush() -> Iterator[DetectionResult]:
-        if not pending:
-            return
-        verdicts = model.detect_many([im for _, im in pending], mode=mode, batch_size=batch_size)
-        for (name, _), verdict in zip(pending, verdicts, strict=True):
+        images = [im for _, im, _ in pending if im is not None]
+        verdicts = iter(model.detect_many(images, mode=mode, batch_size=batch_size, **generate_kwargs)
+                        if images else [])
+        for name, im, error in pending:
+            if im is None:
+                yield DetectionResult(name, error=error)
+                continue
+            verdict = next(verdicts)
             verdict.image = name
             yield DetectionResult(name, verdict=verdict)
         bar.update(len(pending))
         pending.clear()
 
+    loaded = 0
     for name, error in items:
         if error is not None:
-            bar.update(1)
-            yield DetectionResult(name, error=f"{name}: {error}")
+            pending.append((name, None, f"{name}: {error}"))
             continue
         try:
-            pending.append((name, load_image(name)))
+            pending.append((name, load_image(name), None))
+            loaded += 1
         except ImageLoadError as exc:
-            bar.update(1)
-            yield DetectionResult(name, error=str(exc))
-            continue
-        if len(pending) >= batch_size:
+            pending.append((name, None, str(exc)))
+        if loaded >= batch_size:
             yield from flush()
+            loaded = 0
     yield from flush()
     bar.close()

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fakereasoning.cli.data",
     "fakereasoning.cli.detect",
     "fakereasoning.cli.evaluate",
+    "fakereasoning.cli.train",
     "fakereasoning.cli.annotate",
     "fakereasoning.cli.serve",
 )
@@ -50,7 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # `key=value` overrides may follow options (`train --max-steps 4 optim.lr=1e-4`); argparse cannot
+        # give interleaved positionals to a subcommand, so commands that take them say so.
+        if getattr(args, "takes_overrides", False) and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.handler(args) or 0)
     except FakeReasoningError as exc:

@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="full: generate the reasoning (default); fast: probability only, one forward pass")
     p.add_argument("--json", action="store_true", help="print one Verdict JSON object per line")
     p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--max-new-tokens", type=positive_int, default=512, help="full mode: generation budget")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(handler=cmd_detect)
 
@@ -46,8 +47,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device)
     failed = 0
+    kwargs = {"max_new_tokens": args.max_new_tokens} if args.mode == "full" else {}
     for result in detect_paths(model, args.inputs, mode=args.mode, batch_size=args.batch_size,
-                               progress=not args.json and sys.stderr.isatty()):
+                               progress=not args.json and sys.stderr.isatty(), **kwargs):
         record = result.to_dict()
         failed += result.error is not None
         if args.json:

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--perturb", action="append", default=[], metavar="KIND:VALUE",
                    help="jpeg:75 | resize:0.5 | blur:1.0 | noise:0.02 (repeat to compose)")
     p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--max-new-tokens", type=positive_int, default=512, help="full mode: generation budget")
     p.add_argument("--css-encoder", default="minilm", help="minilm (offline default) or clip:PATH")
     p.add_argument("--device", default=None)
     p.set_defaults(handler=cmd_evaluate)
@@ -46,12 +47,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         perturbations=perturbations,
         batch_size=args.batch_size,
         css_encoder=args.css_encoder,
+        max_new_tokens=args.max_new_tokens,
     )
     device = args.device
     if device is None:
-        from accelerate import PartialState
+        from fakereasoning.runtime import distributed_state
 
-        device = str(PartialState().device)
+        device = str(distributed_state().device)
     model = load_model(args.model, device=device)
     metrics = evaluate(model, args.data, args.out, options, progress=sys.stderr.isatty())
     if metrics is not None:

@@ -14,29 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from fakereasoning.models.cpm import expected_calibration_error
+
 DETECTION_KEYS = ("n", "real_acc", "fake_acc", "acc", "ap", "auc", "ece", "failure_rate")
 REASONING_KEYS = ("bleu1", "rouge_l", "css", "consistency", "attr_f1")
 METRIC_KEYS = DETECTION_KEYS + REASONING_KEYS
 ECE_BINS = 15
-
-
-def expected_calibration_error(prob_fake: Sequence[float], is_fake: Sequence[int], bins: int = ECE_BINS) -> float:
-    """ECE over equal-width bins of the confidence of the predicted class (threshold 0.5)."""
-    p = np.asarray(prob_fake, dtype=np.float64)
-    y = np.asarray(is_fake, dtype=np.int64)
-    if p.size == 0:
-        return float("nan")
-    pred = (p >= 0.5).astype(np.int64)
-    conf = np.where(pred == 1, p, 1.0 - p)
-    correct = (pred == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = idx == b
-        if sel.any():
-            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
-    return float(ece)
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -60,7 +43,7 @@ def detection_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | in
         "acc": float((pred == y).mean()) if y.size else None,
         "ap": float(average_precision_score(y, p)) if both else None,
         "auc": float(roc_auc_score(y, p)) if both else None,
-        "ece": expected_calibration_error(p, y) if y.size else None,
+        "ece": expected_calibration_error(p, y, bins=ECE_BINS) if y.size else None,
         "failure_rate": (n - len(ok)) / n if n else None,
     }
 

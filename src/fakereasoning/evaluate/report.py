@@ -74,7 +74,7 @@ def plot_roc(rows: Sequence[Mapping[str, Any]]) -> bytes:
         p = np.array([r["prob_fake"] for r in ok])
         fpr, tpr, _ = roc_curve(y, p)
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, p):.3f})")
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC per set")
     ax.legend(fontsize=7, loc="lower right")
     data = _png(fig)

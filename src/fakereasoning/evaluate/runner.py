@@ -33,6 +33,7 @@ class EvalOptions:
     perturbations: Sequence[Perturbation] = ()
     batch_size: int = 16
     css_encoder: str = "minilm"
+    max_new_tokens: int = 512  # decoding as released: temperature 0.2, 1 beam, up to 512 new tokens, seed 0
     seed: int = 0
     title: str = "Evaluation report"
     notes: list[str] = field(default_factory=list)
@@ -103,7 +104,8 @@ def run_predictions(model: Any, records: Sequence[ImageRecord], options: EvalOpt
             except ImageLoadError as exc:
                 errors.append(str(exc))
         if images:
-            verdicts = model.detect_many(images, mode=options.mode, batch_size=options.batch_size)
+            kwargs = {"max_new_tokens": options.max_new_tokens} if options.mode == "full" else {}
+            verdicts = model.detect_many(images, mode=options.mode, batch_size=options.batch_size, **kwargs)
             for i, verdict in zip(kept, verdicts, strict=True):
                 row = prediction_row(records[i], verdict, options.mode)
                 row["_index"] = i
@@ -119,10 +121,11 @@ def evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLik
 
     Returns the metrics on the main process (None on the others).
     """
-    from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    from fakereasoning.runtime import distributed_state
+
+    state = distributed_state()
     records = select_records(root, options.sets, options.max_per_class, options.seed)
     rows, errors = run_predictions(model, records, options, state.process_index, state.num_processes,
                                    progress and state.is_main_process)

@@ -1,0 +1,1 @@
+"""Training: TOML configs, MMFR training samples, the accelerate trainer, atomic checkpoints."""

@@ -1,0 +1,161 @@
+"""Training configuration: a TOML file mapped onto dataclasses; `section.key=value` overrides from the CLI.
+
+```toml
+[model]      # any FakeReasoningConfig field, plus backbone / init_from
+[data]       # root, val_fraction, augmentation
+[optim]      # lr, weight_decay, warmup_ratio, epochs or max_steps, batch sizes, clipping
+[run]        # output, seed, save_every, keep_last, log_every, mixed_precision
+```
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fakereasoning.errors import FakeReasoningError
+
+
+class TrainConfigError(FakeReasoningError):
+    """A training config that cannot be used (unknown key, bad value, unreadable file)."""
+
+
+@dataclass
+class DataConfig:
+    root: str | None = None
+    val_fraction: float = 0.05  # of the training images, held out to fit the CPM temperature
+    max_val_images: int = 512
+    jpeg_prob: float = 0.1  # augmentation applied alike to both classes (GENERALIZATION.md)
+    jpeg_quality: tuple[int, int] = (65, 100)
+    blur_prob: float = 0.05
+    blur_sigma: tuple[float, float] = (0.2, 1.2)
+    resize_prob: float = 0.0
+    resize_scale: tuple[float, float] = (0.5, 1.5)
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_ratio: float = 0.03
+    epochs: float = 1.0
+    max_steps: int | None = None  # overrides epochs when set
+    batch_size: int = 8  # per process, per micro-batch
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class RunConfig:
+    output: str = "runs/train"
+    seed: int = 0
+    save_every: int = 200  # optimizer steps between checkpoints
+    keep_last: int = 2
+    log_every: int = 10
+    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
+    deepspeed_config: str | None = None  # a DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json)
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+
+@dataclass
+class TrainConfig:
+    model: dict[str, Any] = field(default_factory=lambda: {"backbone": "tiny"})
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+
+_SECTIONS = {"data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
+    kinds = {f.name: f.type for f in fields(cls)}
+    if key not in kinds:
+        raise TrainConfigError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(kinds))})")
+    hint = str(kinds[key])
+    if "tuple" in hint and isinstance(value, list | tuple):
+        return tuple(value)
+    if hint.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> TrainConfig:
+    unknown = sorted(set(data) - {"model", *_SECTIONS})
+    if unknown:
+        raise TrainConfigError(f"{source}: unknown section(s) {unknown}")
+    cfg = TrainConfig()
+    if "model" in data:
+        if not isinstance(data["model"], dict):
+            raise TrainConfigError(f"{source}: [model] must be a table")
+        cfg.model = {**cfg.model, **data["model"]}
+    for name, cls in _SECTIONS.items():
+        section = data.get(name, {})
+        if not isinstance(section, dict):
+            raise TrainConfigError(f"{source}: [{name}] must be a table")
+        values = {k: _coerce(cls, k, v, f"{source} [{name}]") for k, v in section.items()}
+        try:
+            setattr(cfg, name, cls(**{**asdict(getattr(cfg, name)), **values}))
+        except TypeError as exc:
+            raise TrainConfigError(f"{source}: [{name}]: {exc}") from None
+    validate(cfg, source)
+    return cfg
+
+
+def validate(cfg: TrainConfig, source: str) -> None:
+    o, d, r = cfg.optim, cfg.data, cfg.run
+    checks = [
+        (o.lr > 0, "optim.lr must be > 0"),
+        (o.batch_size >= 1 and o.grad_accum >= 1, "optim.batch_size and optim.grad_accum must be >= 1"),
+        (0 <= o.warmup_ratio < 1, "optim.warmup_ratio must lie in [0, 1)"),
+        (o.max_steps is None or o.max_steps >= 1, "optim.max_steps must be >= 1"),
+        (o.epochs > 0, "optim.epochs must be > 0"),
+        (0 <= d.val_fraction < 1, "data.val_fraction must lie in [0, 1)"),
+        (r.save_every >= 1 and r.keep_last >= 1, "run.save_every and run.keep_last must be >= 1"),
+        (r.mixed_precision in ("no", "bf16", "fp16"), "run.mixed_precision must be no, bf16 or fp16"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise TrainConfigError(f"{source}: {message}")
+
+
+def _parse_value(text: str) -> Any:
+    """A CLI override value as TOML would read it (numbers, booleans, strings, lists)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings (e.g. `optim.lr=1e-4`, `model.use_facl=false`)."""
+    out = json.loads(json.dumps(data))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise TrainConfigError(f"override {item!r}: use section.key=value, e.g. optim.lr=1e-4")
+        out.setdefault(section, {})[name] = _parse_value(value.strip())
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:  # type: ignore[assignment]
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TrainConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise TrainConfigError(f"{path}: malformed TOML ({exc})") from None
+    return from_dict(apply_overrides(data, list(overrides)), source)

@@ -1,0 +1,117 @@
+"""Training samples from an MMFR-layout dataset: (image, label, tagged answer), a held-out split, and a
+deterministic order that `--resume` can replay exactly."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from fakereasoning.data.cot import build_conversations, conversation_to_record
+from fakereasoning.data.mmfr import scan
+from fakereasoning.errors import FakeReasoningError, ImageLoadError
+from fakereasoning.fsio import UnsafePathError, safe_join
+from fakereasoning.imageio import load_image
+from fakereasoning.schema import Label
+from fakereasoning.train.config import DataConfig
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    image: str  # ROOT-relative path
+    path: Path
+    label: Label
+    answer: str  # the tagged chain-of-thought answer
+
+
+def _held_out(key: str, fraction: float) -> bool:
+    """Stable split by a hash of the image path, so it never depends on listing order."""
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+    return (h / 2**64) < fraction
+
+
+def load_examples(root: str | Path, val_fraction: float) -> tuple[list[TrainExample], list[TrainExample]]:
+    """(train, held-out) examples. Conversations come from forgery_reasoning_cot.json when it exists
+    (as released), else they are built from the training parts' reasoning JSON."""
+    index = scan(root)
+    labels = {r.key: r.label for r in index.train}
+    entries = index.conversations if index.conversations is not None else build_conversations(index)
+    examples: list[TrainExample] = []
+    skipped = 0
+    for entry in entries:
+        try:
+            conv = conversation_to_record(entry)
+            path = safe_join(root, conv.image)
+        except (ValueError, UnsafePathError):
+            skipped += 1
+            continue
+        label = conv.label or labels.get(conv.image)
+        if label is None or not path.is_file():
+            skipped += 1
+            continue
+        examples.append(TrainExample(conv.image, path, label, conv.answer))
+    if skipped:
+        print(f"fakereasoning: warning: skipped {skipped} unusable training conversations", file=sys.stderr)
+    if not examples:
+        raise FakeReasoningError(f"{root}: no training conversations (run `fakereasoning data to-cot`)")
+    train = [e for e in examples if not _held_out(e.image, val_fraction)]
+    held = [e for e in examples if _held_out(e.image, val_fraction)]
+    if not train:
+        raise FakeReasoningError(f"{root}: every training image fell in the held-out split")
+    return train, held
+
+
+def augment(img: Image.Image, cfg: DataConfig, rng: random.Random) -> Image.Image:
+    """Post-processing seen in the wild (JPEG, blur, resampling), applied alike to real and fake."""
+    if cfg.resize_prob and rng.random() < cfg.resize_prob:
+        s = rng.uniform(*cfg.resize_scale)
+        w, h = img.size
+        img = img.resize((max(8, round(w * s)), max(8, round(h * s))), Image.Resampling.BICUBIC)
+    if cfg.blur_prob and rng.random() < cfg.blur_prob:
+        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(*cfg.blur_sigma)))
+    if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=rng.randint(*cfg.jpeg_quality))
+        buf.seek(0)
+        img = Image.open(buf).convert("RGB")
+    return img
+
+
+class Schedule:
+    """Which examples each micro-batch holds: a seeded permutation per epoch, cut into global batches of
+    `batch_size * world` and sliced per process. Micro-batch k is a pure function of (seed, k)."""
+
+    def __init__(self, n: int, batch_size: int, world: int, seed: int) -> None:
+        self.n, self.batch_size, self.world, self.seed = n, batch_size, world, seed
+        self.global_batch = batch_size * world
+        self.per_epoch = max(1, n // self.global_batch)  # drop the ragged tail: equal shapes everywhere
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._cache:
+            self._cache = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
+        return self._cache[epoch]
+
+    def micro_batch(self, k: int, rank: int) -> list[int]:
+        epoch, pos = divmod(k, self.per_epoch)
+        perm = self._perm(epoch)
+        start = pos * self.global_batch + rank * self.batch_size
+        idx = perm[start : start + self.batch_size]
+        if len(idx) < self.batch_size:  # fewer examples than one global batch: wrap around
+            idx = np.resize(perm, self.batch_size) if self.n else idx
+        return [int(i) for i in idx]
+
+
+def load_sample(example: TrainExample, cfg: DataConfig, rng: random.Random) -> Image.Image | None:
+    try:
+        img = load_image(example.path, name=example.image)
+    except ImageLoadError as exc:
+        print(f"fakereasoning: warning: skipped training image: {exc}", file=sys.stderr)
+        return None
+    return augment(img, cfg, rng)

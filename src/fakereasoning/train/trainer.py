@@ -1,0 +1,268 @@
+"""One trainer on Hugging Face `accelerate`: CPU, one GPU, several GPUs (`accelerate launch`), DeepSpeed.
+
+Loss = LM + CPM + FACL terms (weights in the model config). AdamW, cosine schedule with warmup, gradient
+accumulation, mixed precision on GPU, gradient clipping, atomic checkpoints, exact resume, a progress bar,
+a JSONL metrics log, and after training a CPM temperature fitted on the held-out split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fakereasoning.errors import FakeReasoningError
+from fakereasoning.fsio import atomic_write_json, atomic_write_text
+from fakereasoning.runtime import use_cpu
+from fakereasoning.train.checkpoint import (
+    MODEL_SUBDIR,
+    list_checkpoints,
+    load_trainer_state,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from fakereasoning.train.config import TrainConfig
+from fakereasoning.train.data import Schedule, TrainExample, load_examples, load_sample
+
+METRICS_FILE = "metrics.jsonl"
+FINAL_MODEL = "model"
+CHECKPOINTS = "checkpoints"
+MIN_HELDOUT_PER_CLASS = 8  # fewer makes the fitted temperature noise
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    steps: int
+    seconds: float
+    temperature: float | None
+    heldout: dict[str, Any]
+
+
+def _accelerator(cfg: TrainConfig) -> Any:
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    plugin = None
+    if cfg.run.deepspeed_config:
+        from accelerate import DeepSpeedPlugin
+
+        ds = json.loads(Path(cfg.run.deepspeed_config).read_text(encoding="utf-8"))
+        ds["train_micro_batch_size_per_gpu"] = cfg.optim.batch_size
+        ds["gradient_accumulation_steps"] = cfg.optim.grad_accum
+        ds.setdefault("gradient_clipping", cfg.optim.max_grad_norm)
+        plugin = DeepSpeedPlugin(hf_ds_config=ds)
+    return Accelerator(
+        cpu=use_cpu(),
+        mixed_precision=cfg.run.mixed_precision,
+        deepspeed_plugin=plugin,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+
+
+def _build_model(cfg: TrainConfig, train: list[TrainExample], out: Path, accelerator: Any,
+                 resume_from: Path | None) -> Any:
+    """Build (main process) and reload (all processes) so every rank starts from identical weights and
+    the same tokenizer."""
+    from fakereasoning.models import FakeReasoning
+
+    if resume_from is not None:
+        return FakeReasoning.from_pretrained(resume_from / MODEL_SUBDIR)
+    init_dir = out / "init_model"
+    overrides = {k: v for k, v in cfg.model.items() if k not in ("backbone", "init_from")}
+    if accelerator.is_main_process:
+        init_from = cfg.model.get("init_from")
+        if init_from:
+            model = FakeReasoning.from_pretrained(init_from)
+            if overrides:
+                model.config = model.config.replace(**overrides)
+        else:
+            torch.manual_seed(cfg.run.seed)
+            model = FakeReasoning.build(cfg.model.get("backbone", "tiny"), texts=[e.answer for e in train],
+                                        **overrides)
+        model.save_pretrained(init_dir)
+    accelerator.wait_for_everyone()
+    return FakeReasoning.from_pretrained(init_dir)
+
+
+def _total_steps(cfg: TrainConfig, schedule: Schedule) -> int:
+    if cfg.optim.max_steps is not None:
+        return cfg.optim.max_steps
+    return max(1, math.ceil(cfg.optim.epochs * schedule.per_epoch / cfg.optim.grad_accum))
+
+
+def _micro_samples(examples: list[TrainExample], idx: list[int], cfg: TrainConfig, k: int, rank: int
+                   ) -> list[tuple[Any, str, str, str]]:
+    rng = random.Random(f"{cfg.run.seed}:{k}:{rank}")
+    samples = []
+    for i in idx:
+        ex = examples[i]
+        img = load_sample(ex, cfg.data, rng)
+        if img is not None:
+            samples.append((img, ex.label, ex.answer, "mix"))
+    return samples
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """On resume, drop log lines written after the checkpoint we resume from."""
+    if not path.is_file():
+        return
+    kept = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()
+            and json.loads(ln).get("step", 0) <= last_step]
+    atomic_write_text(path, "".join(ln + "\n" for ln in kept))
+
+
+@torch.no_grad()
+def fit_heldout_temperature(model: Any, held: list[TrainExample], max_images: int, batch_size: int
+                            ) -> tuple[float | None, dict[str, Any]]:
+    """Fit the CPM temperature on held-out images (fast-mode margins); report accuracy and ECE."""
+    from fakereasoning.imageio import load_image
+    from fakereasoning.models.cpm import expected_calibration_error, fit_temperature
+
+    held = held[:max_images]
+    per_class = [sum(e.label == lab for e in held) for lab in ("real", "fake")]
+    if min(per_class) < MIN_HELDOUT_PER_CLASS:
+        return None, {"n": len(held), "note": f"held-out split has fewer than {MIN_HELDOUT_PER_CLASS} images of a "
+                      "class: temperature not fitted (kept at 1.0)"}
+    model.eval()
+    saved_t = model.config.temperature
+    model.config = model.config.replace(temperature=1.0)
+    probs: list[float] = []
+    labels: list[int] = []
+    for start in range(0, len(held), batch_size):
+        chunk = held[start : start + batch_size]
+        imgs = [load_image(e.path, name=e.image) for e in chunk]
+        probs.extend(model.fast_probabilities(imgs))
+        labels.extend(1 if e.label == "fake" else 0 for e in chunk)
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1 - 1e-12)
+    margins = np.log(p) - np.log1p(-p)
+    y = np.asarray(labels)
+    t = fit_temperature(margins, y)
+    calibrated = 1.0 / (1.0 + np.exp(-margins / t))
+    model.config = model.config.replace(temperature=t if t else saved_t)
+    report = {
+        "n": len(held),
+        "acc": float(((p >= 0.5) == (y == 1)).mean()),
+        "ece_before": expected_calibration_error(p, y),
+        "ece_after": expected_calibration_error(calibrated, y),
+        "temperature": t,
+    }
+    return t, report
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult | None:
+    """Train, checkpoint, fit the temperature, save OUT/model. Returns the result on the main process."""
+    from accelerate.utils import set_seed
+    from tqdm import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    if not cfg.data.root:
+        raise FakeReasoningError("no training data: pass --data ROOT or set data.root in the config")
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    accelerator = _accelerator(cfg)
+    set_seed(cfg.run.seed)
+    out = Path(cfg.run.output)
+    ckpt_dir = out / CHECKPOINTS
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "train_config.json", cfg.to_dict())
+    latest = list_checkpoints(ckpt_dir)[-1] if resume and list_checkpoints(ckpt_dir) else None
+    if resume and latest is None and accelerator.is_main_process:
+        print(f"fakereasoning: no checkpoint in {ckpt_dir}: starting from scratch", file=sys.stderr)
+
+    train_ex, held = load_examples(cfg.data.root, cfg.data.val_fraction)
+    model = _build_model(cfg, train_ex, out, accelerator, latest)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                  betas=tuple(cfg.optim.betas))
+    schedule = Schedule(len(train_ex), cfg.optim.batch_size, accelerator.num_processes, cfg.run.seed)
+    total = _total_steps(cfg, schedule)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.optim.warmup_ratio * total), total)
+    start_step = 0
+    if latest is not None:
+        start_step = int(load_trainer_state(latest, optimizer, scheduler)["step"])
+    model, optimizer = accelerator.prepare(model, optimizer)
+    core = accelerator.unwrap_model(model)
+    log_path = out / METRICS_FILE
+    if accelerator.is_main_process:
+        if latest is not None:
+            _truncate_log(log_path, start_step)
+        elif log_path.exists():
+            log_path.unlink()
+    accum, rank = cfg.optim.grad_accum, accelerator.process_index
+    bar = tqdm(total=total, initial=start_step, desc="train", unit="step",
+               disable=not (progress and accelerator.is_main_process))
+    t0 = time.time()
+    running: dict[str, float] = {}
+    for step in range(start_step, total):
+        stats = {"loss": 0.0, "lm_loss": 0.0, "cpm_loss": 0.0, "facl_loss": 0.0, "cpm_correct": 0.0, "cpm_n": 0.0}
+        for micro in range(accum):
+            k = step * accum + micro
+            samples = _micro_samples(train_ex, schedule.micro_batch(k, rank), cfg, k, rank)
+            if not samples:
+                continue
+            batch = core.collate(samples, train=True, seed=cfg.run.seed * 1_000_003 + k * 97 + rank)
+            sync = accelerator.no_sync(model) if micro < accum - 1 else contextlib.nullcontext()
+            with sync, accelerator.autocast():
+                output = model(batch)
+                accelerator.backward(output.loss / accum)
+            for key in ("loss", "lm_loss", "cpm_loss", "facl_loss"):
+                stats[key] += float(getattr(output, key).detach()) / accum
+            valid = output.cpm_valid
+            if valid is not None and bool(valid.any()):
+                pred = (output.prob_fake[valid] >= 0.5).long()
+                stats["cpm_correct"] += float((pred == batch["cpm_labels"].to(pred.device)[valid]).sum())
+                stats["cpm_n"] += float(valid.sum())
+        if cfg.optim.max_grad_norm and accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        for key, value in stats.items():
+            running[key] = running.get(key, 0.0) + value
+        running["steps"] = running.get("steps", 0.0) + 1
+        lr = scheduler.get_last_lr()[0]
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{lr:.2e}")
+        bar.update(1)
+        if accelerator.is_main_process and (done % cfg.run.log_every == 0 or done == total):
+            record = {"step": done, "lr": lr, "elapsed_s": round(time.time() - t0, 2)}
+            for key in ("loss", "lm_loss", "cpm_loss", "facl_loss"):
+                record[key] = running.get(key, 0.0) / running["steps"]
+            if running.get("cpm_n"):
+                record["cpm_acc"] = running["cpm_correct"] / running["cpm_n"]
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+            running = {}
+        if done % cfg.run.save_every == 0 or done == total:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(ckpt_dir, done, core, optimizer, scheduler,
+                                {"total_steps": total, "seed": cfg.run.seed})
+                prune_checkpoints(ckpt_dir, cfg.run.keep_last)
+    bar.close()
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return None
+    temperature, heldout = fit_heldout_temperature(core, held, cfg.data.max_val_images, cfg.optim.batch_size)
+    model_dir = core.save_pretrained(out / FINAL_MODEL)
+    seconds = time.time() - t0
+    atomic_write_json(out / "calibration.json", heldout)
+    atomic_write_json(out / "train_summary.json", {
+        "steps": total, "resumed_from": start_step, "seconds_this_run": round(seconds, 1),
+        "train_images": len(train_ex), "heldout_images": len(held), "temperature": temperature,
+        "heldout": heldout, "processes": accelerator.num_processes, "device": str(accelerator.device),
+        "model_dir": str(model_dir), "pid": os.getpid(),
+    })
+    return TrainResult(model_dir, total, seconds, temperature, heldout)

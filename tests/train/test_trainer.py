@@ -1,0 +1,131 @@
+"""The trainer: configs, checkpoints that resume exactly, and the train -> evaluate -> detect path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmfr_factory import separable_dataset
+from safetensors.torch import load_file
+
+from fakereasoning.cli import main
+from fakereasoning.train.checkpoint import list_checkpoints
+from fakereasoning.train.config import TrainConfigError, load_config
+
+# A very small model: the point here is the machinery, not accuracy.
+SMALL = ["model.d_model=64", "model.n_layers=1", "model.n_heads=2", "model.ffn_dim=128", "model.facl_dim=32",
+         "optim.batch_size=4", "run.log_every=1", "data.val_fraction=0.25", "model.forensic_crops=2"]
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return separable_dataset(tmp_path_factory.mktemp("toy") / "data")
+
+
+def test_config_file_overrides_and_errors(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[optim]\nlr = 0.001\nbatch_size = 2\n[model]\nuse_facl = false\n')
+    cfg = load_config(path, ["optim.lr=5e-4", "model.cpm_weight=2", 'run.output="x y"'])
+    assert cfg.optim.lr == 5e-4 and cfg.optim.batch_size == 2 and cfg.run.output == "x y"
+    assert cfg.model == {"backbone": "tiny", "use_facl": False, "cpm_weight": 2}
+    for bad in (["optim.nope=1"], ["optim.lr=-1"], ["lr=1"], ["bogus.x=1"]):
+        with pytest.raises(TrainConfigError):
+            load_config(path, bad)
+    path.write_text("[optim\n")
+    with pytest.raises(TrainConfigError, match="malformed TOML"):
+        load_config(path)
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_resume_continues_exactly(toy_data: Path, tmp_path: Path) -> None:
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    common = ["train", "--data", str(toy_data), *SMALL, "run.save_every=2"]
+    assert main([*common, "--output", str(full), "--max-steps", "4"]) == 0
+    assert [p.name for p in list_checkpoints(full / "checkpoints")] == ["step-0000002", "step-0000004"]
+    # the same run "killed" after step 2: only the step-2 checkpoint survives
+    assert main([*common, "--output", str(cut), "--max-steps", "4", "run.keep_last=1"]) == 0
+    import shutil
+
+    shutil.rmtree(cut / "checkpoints/step-0000004")
+    shutil.rmtree(cut / "model")
+    (cut / "checkpoints/.step-0000004.123.tmp").mkdir()  # debris of a killed save is ignored
+    assert main([*common, "--output", str(cut), "--max-steps", "4", "--resume"]) == 0
+    a, b = _weights(full / "model"), _weights(cut / "model")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert {"loss", "lm_loss", "cpm_loss", "facl_loss", "lr"} <= set(log[-1])
+
+
+def test_train_evaluate_detect_end_to_end(toy_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(toy_data), "--output", str(out), "--max-steps", "3", *SMALL]) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["heldout_images"] > 0
+    model_dir = out / "model"
+    ev = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(toy_data), "--out", str(ev),
+                 "--mode", "full", "--max-per-class", "2", "--sets", "a", "--max-new-tokens", "48"]) == 0
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["mode"] == "full" and list(metrics["sets"]) == ["a"]
+    m = metrics["sets"]["a"]
+    assert m["n"] == 4 and m["failure_rate"] is not None
+    for key in ("bleu1", "rouge_l", "css", "consistency", "attr_f1", "auc", "ece"):
+        assert key in m
+    rows = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    assert {"schema", "set", "image", "truth", "reference", "failed", "prob_fake", "label"} <= set(rows[0])
+    assert all(r["image"].startswith("evaluation_sets/a/") for r in rows)
+    for r in rows:  # the conclusion agrees with the probability
+        if not r["failed"]:
+            assert ("This image is fake." in r["raw_text"]) == (r["prob_fake"] >= 0.5)
+    ev2 = tmp_path / "eval-jpeg"
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(toy_data), "--out", str(ev2),
+                 "--perturb", "jpeg:75", "--max-per-class", "2"]) == 0
+    assert "jpeg:75" in (ev2 / "report.md").read_text()
+    capsys.readouterr()
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    good = toy_data / "evaluation_sets/b/1_fake/f0.png"
+    code = main(["detect", str(good), str(bad), str(tmp_path / "nope*.png"), "--model", str(model_dir), "--json",
+                 "--mode", "fast"])
+    assert code == 1
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["image"] for x in lines] == [str(good), str(bad), str(tmp_path / "nope*.png")]
+    assert lines[0]["schema"] == "fakereasoning.verdict/v1" and 0 <= lines[0]["prob_fake"] <= 1
+    assert "error" in lines[1] and "error" in lines[2]
+
+
+def test_two_processes_train_and_evaluate_like_one(toy_data: Path, tmp_path: Path) -> None:
+    """gloo on CPU: 2 ranks train a few steps; their sharded evaluation equals a 1-process evaluation."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "fakereasoning"]
+    out = tmp_path / "ddp"
+    subprocess.run([*launch, "train", "--data", str(toy_data), "--output", str(out), "--max-steps", "2", *SMALL],
+                   check=True, env=env, timeout=600, capture_output=True)
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["processes"] == 2
+    model = out / "model"
+    two, one = tmp_path / "e2", tmp_path / "e1"
+    subprocess.run([*launch, "evaluate", "--model", str(model), "--data", str(toy_data), "--out", str(two),
+                    "--batch-size", "3"], check=True, env=env, timeout=600, capture_output=True)
+    assert main(["evaluate", "--model", str(model), "--data", str(toy_data), "--out", str(one)]) == 0
+    m1 = json.loads((one / "metrics.json").read_text())
+    m2 = json.loads((two / "metrics.json").read_text())
+    assert m1["sets"].keys() == m2["sets"].keys()
+    for name in m1["sets"]:
+        for key, value in m1["sets"][name].items():
+            assert m2["sets"][name][key] == (pytest.approx(value, abs=1e-6) if value is not None else None), key
+    rows1 = (one / "predictions.jsonl").read_text().splitlines()
+    rows2 = (two / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(r)["image"] for r in rows1] == [json.loads(r)["image"] for r in rows2]
