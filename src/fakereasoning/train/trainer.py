@@ -59,7 +59,8 @@ def _accelerator(cfg: TrainConfig) -> Any:
         ds = json.loads(Path(cfg.run.deepspeed_config).read_text(encoding="utf-8"))
         ds["train_micro_batch_size_per_gpu"] = cfg.optim.batch_size
         ds["gradient_accumulation_steps"] = cfg.optim.grad_accum
-        ds.setdefault("gradient_clipping", cfg.optim.max_grad_norm)
+        if ds.get("gradient_clipping", "auto") == "auto":
+            ds["gradient_clipping"] = cfg.optim.max_grad_norm
         plugin = DeepSpeedPlugin(hf_ds_config=ds)
     return Accelerator(
         cpu=use_cpu(),
