@@ -274,6 +274,18 @@ class FakeReasoning(nn.Module):
         probs = torch.softmax(logits / temperature, dim=-1)
         return int(torch.multinomial(probs, 1, generator=generator))
 
+    def _tokens_ending_in_is(self) -> frozenset[int]:
+        cached = getattr(self, "_ends_is", None)
+        if cached is None:
+            ids = range(len(self.tokenizer))
+            texts = self.tokenizer.convert_ids_to_tokens(list(ids))
+            decoded = [self.tokenizer.convert_tokens_to_string([t]) if t else "" for t in texts]
+            cached = frozenset(
+                i for i, t in zip(ids, decoded, strict=True) if t.rstrip().endswith("is") and t.endswith("is")
+            )
+            self._ends_is = cached
+        return cached
+
     @torch.no_grad()
     def _generate_full(
         self,
@@ -291,7 +303,7 @@ class FakeReasoning(nn.Module):
         prefix = text.summary_prefix if prefill_summary else []
         logits, cache, pos = self._prefill(images, schema.PROMPT_FULL, prefix)
         n = len(images)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         gen: list[list[int]] = [[] for _ in range(n)]
         queues: list[deque[int]] = [deque() for _ in range(n)]
         done = [False] * n
@@ -300,6 +312,7 @@ class FakeReasoning(nn.Module):
         lead = list(text.fast_prefix)
         reserve = len(lead) + 1 + max(len(t) for t in text.conclusion_tail.values()) + 1
         vid = list(text.verdict_ids)
+        ends_is = self._tokens_ending_in_is()
         for step in range(max_new_tokens):
             chosen: list[int] = []
             for i in range(n):
@@ -307,7 +320,12 @@ class FakeReasoning(nn.Module):
                     chosen.append(text.pad_id)
                     continue
                 if not queues[i]:
-                    tail = self.tokenizer.decode(gen[i][-_TAIL_TOKENS:]) if gen[i] else ""
+                    # only a token ending in "is" can complete a verdict lead: decode the tail just then
+                    tail = (
+                        self.tokenizer.decode(gen[i][-_TAIL_TOKENS:])
+                        if gen[i] and gen[i][-1] in ends_is
+                        else ""
+                    )
                     if not concluded[i] and _CONCLUSION_LEAD.search(tail):
                         p = float(
                             cpm.cpm_probability(

@@ -166,10 +166,16 @@ class TinyBackbone(nn.Module):
             )
         return out
 
+    @torch.no_grad()
+    def semantic_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Frozen EfficientNet map (B, 1280, h, w). Deterministic per image, so trainers may cache it and
+        pass it as batch["semantic_features"] (the branch is ~3/4 of a fast-mode forward on CPU)."""
+        return self.semantic.extract_features(pixel_values)
+
     def visual_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
-        pixels = batch["pixel_values"]
-        with torch.no_grad():
-            feats = self.semantic.extract_features(pixels)
+        feats = batch.get("semantic_features")
+        if feats is None:
+            feats = self.semantic_features(batch["pixel_values"])
         grid = self.config.semantic_grid
         sem = F.adaptive_avg_pool2d(feats, grid).flatten(2).transpose(1, 2)
         tokens = self.semantic_proj(sem) + self.semantic_pos
