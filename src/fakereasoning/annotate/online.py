@@ -355,8 +355,9 @@ async def _annotate_one(
     try:
         body = await asyncio.to_thread(_request_body, job, settings)
     except FakeReasoningError as exc:
-        summary.fail("image error" if isinstance(job, ImageJob) else "bad request line")
-        return output_line(job.custom_id, error={"code": "image_error", "message": str(exc)})
+        kind = "image error" if isinstance(job, ImageJob) else "bad request line"
+        summary.fail(kind)
+        return output_line(job.custom_id, error={"code": kind.replace(" ", "_"), "message": str(exc)})
     last: dict[str, Any] | None = None
     reason = "unknown"
     for attempt in range(settings.max_retries + 1):
