@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fakereasoning.cli.train",
     "fakereasoning.cli.annotate",
     "fakereasoning.cli.serve",
+    "fakereasoning.cli.baseline",
 )
 
 
