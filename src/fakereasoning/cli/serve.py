@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest encoded image (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=36_000_000, help="largest decoded image (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond this get 503 (default: %(default)s)")
-    p.add_argument("--max-batch", type=int, default=16, help="fast-mode micro-batch size (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=8, help="fast-mode micro-batch size (default: %(default)s)")
     p.add_argument("--max-batch-full", type=int, default=1, help="full-mode batch size (default: %(default)s)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="wait for a batch to fill (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request before 504 (default: %(default)s)")

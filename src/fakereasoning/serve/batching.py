@@ -100,7 +100,7 @@ class MicroBatcher:
         detector: Detector,
         *,
         max_queue: int = 64,
-        max_batch_fast: int = 16,
+        max_batch_fast: int = 8,
         max_batch_full: int = 1,
         batch_wait_s: float = 0.005,
     ) -> None:
