@@ -179,6 +179,7 @@ def test_body_over_the_limit_is_413_by_header_and_by_stream(stub_detector) -> No
         ({"content": b"\xff\xfe\x00", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
         ({"content": b"[" * 100_000, "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
         ({"json": [1, 2]}, 400, "invalid_json"),
+        ({"content": b'{"image": Infinity, "mode": NaN}', "headers": {"content-type": "application/json"}}, 400, None),
         ({"json": {"mode": "fast"}}, 400, None),
         ({"json": {"image": 12}}, 400, None),
         ({"json": {"image": "***not base64***"}}, 400, "invalid_image"),
@@ -216,7 +217,7 @@ def test_random_uploads_never_cause_a_500(client: TestClient, payload: bytes, na
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=10,
 )
