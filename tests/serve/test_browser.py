@@ -25,10 +25,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def chromium_path() -> str:
-    found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and Path("/usr/bin/chromium").exists():
-        found = "/usr/bin/chromium"
+def chromium_path(which=shutil.which, fallback: Path = Path("/usr/bin/chromium")) -> str:
+    found = os.environ.get("CHROMIUM") or which("chromium") or which("chromium-browser")
+    if found is None and fallback.exists():
+        found = str(fallback)
     if found is None:
         message = "chromium is not installed (apt-get install chromium), so the page was NOT tested in a browser"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -134,3 +134,13 @@ def test_page_shows_verdict_probability_and_marked_attributes(browser_page, live
 
     # The one console message is the browser's note about the 400 itself.
     assert len(problems) == 1 and "400" in problems[0]
+
+
+def test_a_missing_chromium_fails_in_ci_and_skips_loudly_elsewhere(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("CHROMIUM", raising=False)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI: chromium is not installed"):
+        chromium_path(which=lambda name: None, fallback=tmp_path / "no-chromium")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="NOT tested in a browser"):
+        chromium_path(which=lambda name: None, fallback=tmp_path / "no-chromium")
