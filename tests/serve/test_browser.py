@@ -6,6 +6,7 @@ Set FAKEREASONING_SCREENSHOT_DIR to keep the screenshots (they are always writte
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from pathlib import Path
@@ -123,6 +124,23 @@ def test_page_shows_verdict_probability_and_marked_attributes(browser_page, live
     assert page.inner_text("#verdict") == "FAKE"
     assert page.query_selector_all("#attrs li") == []
     assert "fast mode" in page.inner_text("#no-attrs")
+
+    # Dropping a file on the drop zone works like picking one.
+    page.check("input[name=mode][value=full]")
+    dropped = base64.b64encode(png((240, 20, 20), size=(50, 50))).decode()
+    transfer = page.evaluate_handle(
+        """(b64) => {
+            const bin = atob(b64), bytes = new Uint8Array(bin.length);
+            for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+            return dt;
+        }""",
+        dropped,
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("#meta:has-text('dropped.png')", timeout=20_000)
+    assert page.inner_text("#verdict") == "FAKE" and len(page.query_selector_all("#attrs li.forgery")) == 3
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
