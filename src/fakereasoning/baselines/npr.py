@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from fakereasoning.baselines.common import CropDetector
+from fakereasoning.baselines.common import BaselineError, CropDetector
 
 
 class NPR(CropDetector):
@@ -26,6 +26,10 @@ class NPR(CropDetector):
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
         from fakereasoning.models.tiny import ForensicCNN
+
+        channels = self.options["channels"]
+        if not isinstance(channels, int) or channels < 16 or channels % 16:
+            raise BaselineError(f"npr: channels must be a positive multiple of 16 (GroupNorm of 8), got {channels!r}")
 
         self.cnn = ForensicCNN(int(self.options["channels"]), grid=1)
         self.fc = nn.Linear(self.cnn.out_dim, 1)
