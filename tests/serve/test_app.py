@@ -316,3 +316,21 @@ def test_page_is_self_contained_with_a_strict_csp(client: TestClient) -> None:
     script = re.search(r"<script>(.*?)</script>", html, re.S)[1]
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert f"'sha256-{digest}'" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
+
+
+def test_model_retrieve(client: TestClient) -> None:
+    assert client.get("/v1/models/stub-detector").json()["id"] == "stub-detector"
+    assert_error(client.get("/v1/models/gpt-4o"), 404, "model_not_found")
+
+
+def test_allowed_hosts_block_other_host_names(stub_detector) -> None:
+    from fakereasoning.serve.app import LOOPBACK_HOSTS
+
+    app = create_app(stub_detector(), allowed_hosts=LOOPBACK_HOSTS)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        assert c.get("/healthz").status_code == 200
+        for host in ("localhost:8000", "[::1]:8000", "127.0.0.1"):
+            assert c.get("/healthz", headers={"host": host}).status_code == 200, host
+        # A rebinding page's request carries its own domain: refused before anything runs.
+        assert_error(c.get("/healthz", headers={"host": "attacker.example:8000"}), 400, "invalid_host")
+        assert_error(c.post("/v1/detect", headers={"host": "127.0.0.1.attacker.example"}, json={}), 400, "invalid_host")

@@ -68,7 +68,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from fakereasoning.serve.app import ServeLimits, create_app
+    from fakereasoning.serve.app import LOOPBACK_HOSTS, ServeLimits, create_app
     from fakereasoning.serve.detector import load_detector
 
     try:
@@ -95,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
     sock = _bind(args.host, args.port)
     try:
         detector = load_detector(args.model, device=args.device)
-        app = create_app(detector, limits)
+        # Loopback bind: answer only loopback host names (blocks DNS rebinding from web pages).
+        allowed = [*LOOPBACK_HOSTS, args.host] if _is_loopback(args.host) else None
+        app = create_app(detector, limits, allowed_hosts=allowed)
         port = sock.getsockname()[1]
         shown = f"[{args.host}]" if ":" in args.host else args.host
         print(f"fakereasoning: serving {detector.model_id} at http://{shown}:{port}/", file=sys.stderr, flush=True)

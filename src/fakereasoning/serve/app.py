@@ -26,7 +26,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -151,6 +151,39 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+
+
+def _host_name(value: str) -> str:
+    """The host of a Host header, without the port (IPv6 literals keep no brackets)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class HostCheckMiddleware:
+    """Answer only requests addressed to an allowed host name.
+
+    With a loopback bind this blocks DNS rebinding: a web page whose domain is re-pointed at 127.0.0.1 would
+    otherwise talk to this server as if it were its own origin.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = {_host_name(h) for h in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
+            if _host_name(host) not in self.allowed:
+                error = ApiError(400, f"host {host!r} is not served here (allowed: {', '.join(sorted(self.allowed))})",
+                                 code="invalid_host")
+                await error.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 # --- request parsing ------------------------------------------------------------------------------------
 _DATA_URL = re.compile(r"data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*?);base64,(?P<data>.*)", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -271,8 +304,14 @@ def _load_page() -> tuple[str, str]:
 
 
 # --- the app --------------------------------------------------------------------------------------------
-def create_app(detector: Detector, limits: ServeLimits | None = None) -> FastAPI:
-    """A FastAPI app serving `detector` under `limits` (see the module docstring for the endpoints)."""
+def create_app(
+    detector: Detector, limits: ServeLimits | None = None, *, allowed_hosts: Sequence[str] | None = None
+) -> FastAPI:
+    """A FastAPI app serving `detector` under `limits` (see the module docstring for the endpoints).
+
+    `allowed_hosts`: the Host names requests may address (None: any); the CLI passes the loopback names
+    when it binds a loopback address.
+    """
     limits = limits or ServeLimits()
     batcher = MicroBatcher(
         detector,
@@ -302,6 +341,8 @@ def create_app(detector: Detector, limits: ServeLimits | None = None) -> FastAPI
     app.state.batcher = batcher
     app.state.limits = limits
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheckMiddleware, allowed_hosts=allowed_hosts)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -380,12 +421,18 @@ def create_app(detector: Detector, limits: ServeLimits | None = None) -> FastAPI
             "limits": dataclasses.asdict(limits),
         }
 
+    model_card = {"id": detector.model_id, "object": "model", "created": 0, "owned_by": "fakereasoning"}
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [{"id": detector.model_id, "object": "model", "created": 0, "owned_by": "fakereasoning"}],
-        }
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:
+        if model_id != detector.model_id:
+            raise ApiError(404, f"model {model_id!r} not found; this server serves {detector.model_id!r}",
+                           type="not_found_error", code="model_not_found")
+        return model_card
 
     @app.post("/v1/detect")
     async def detect(request: Request) -> JSONResponse:
