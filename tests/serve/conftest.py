@@ -118,8 +118,9 @@ class LiveServer:
 def live_server() -> Iterator[LiveServer]:
     """One live server (stub detector, default limits) shared by the openai-client and browser tests."""
     from fakereasoning.serve import create_app
+    from fakereasoning.serve.app import LOOPBACK_HOSTS
 
-    server = LiveServer(create_app(StubDetector())).start()
+    server = LiveServer(create_app(StubDetector(), allowed_hosts=LOOPBACK_HOSTS)).start()  # as the CLI does
     try:
         yield server
     finally:
