@@ -186,3 +186,14 @@ def test_tokenizer_encodes_verdicts_compactly(tiny_tokenizer):
     text = schema.format_cot("fake", {"Low Image Quality": "ünïcode 😀 blur"}, "a cat")
     ids = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tiny_tokenizer.decode(ids) == text  # byte-level: any text round-trips
+
+
+def test_cached_semantic_features_give_same_output(tiny_model, images):
+    tiny_model.eval()
+    batch = tiny_model.collate(make_samples(images[:3]))
+    with torch.no_grad():
+        plain = tiny_model(batch)
+        batch["semantic_features"] = tiny_model.backbone.semantic_features(batch["pixel_values"])
+        batch["pixel_values"] = torch.zeros_like(batch["pixel_values"])  # proves the cache is what is used
+        cached = tiny_model(batch)
+    assert torch.allclose(plain.logits, cached.logits, atol=1e-6)

@@ -74,9 +74,12 @@ class FakeReasoning(nn.Module):
         self.config = config
         self.backbone = backbone
         self.tokenizer = tokenizer
-        self.text = TextEncoder(
-            tokenizer, config.prompt_template, backbone.n_visual_tokens, config.max_length
-        )
+        try:
+            self.text = TextEncoder(
+                tokenizer, config.prompt_template, backbone.n_visual_tokens, config.max_length
+            )
+        except ValueError as exc:
+            raise ModelConfigError(f"{config.backbone} tokenizer: {exc}") from None
         self.processor = FakeReasoningProcessor(self.text, backbone.image_inputs, config.fast_prompt_ratio)
         self.facl: FACL | None = None
         if config.use_facl:

@@ -119,9 +119,10 @@ class TextEncoder:
         self.template = template
         self.n_image_tokens = n_image_tokens
         self.max_length = max_length
-        self.image_token_id = int(tokenizer.convert_tokens_to_ids(schema.IMAGE_TOKEN))
-        if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
+        image_id = tokenizer.convert_tokens_to_ids(schema.IMAGE_TOKEN)
+        if image_id is None or image_id == tokenizer.unk_token_id:
             raise ValueError(f"tokenizer has no {schema.IMAGE_TOKEN} token")
+        self.image_token_id = int(image_id)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.bos_id = tokenizer.bos_token_id
         self.eos_id = tokenizer.eos_token_id

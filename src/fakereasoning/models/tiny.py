@@ -128,6 +128,8 @@ class TinyBackbone(nn.Module):
         self.semantic = efficientnet_lite0(pretrained_semantic)
         self.semantic.requires_grad_(False)
         self.semantic.eval()
+        # channels-last convolutions run ~1.5x faster on CPU for this network (measured, bench/)
+        self.semantic.to(memory_format=torch.channels_last)
         self.semantic_proj = nn.Sequential(
             nn.LayerNorm(EFFICIENTNET_CHANNELS), nn.Linear(EFFICIENTNET_CHANNELS, d)
         )
@@ -170,7 +172,7 @@ class TinyBackbone(nn.Module):
     def semantic_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Frozen EfficientNet map (B, 1280, h, w). Deterministic per image, so trainers may cache it and
         pass it as batch["semantic_features"] (the branch is ~3/4 of a fast-mode forward on CPU)."""
-        return self.semantic.extract_features(pixel_values)
+        return self.semantic.extract_features(pixel_values.contiguous(memory_format=torch.channels_last))
 
     def visual_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
         feats = batch.get("semantic_features")
