@@ -102,7 +102,9 @@ def test_event_loop_stays_responsive_while_the_model_runs(stub_detector, png) ->
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
             slow = asyncio.create_task(client.post("/v1/detect", json=_bodies(png, 1, "full")[0]))
-            while not app.state.batcher.busy:
+            for _ in range(1000):  # wait (at most ~10 s) until the model is running
+                if app.state.batcher.busy or slow.done():
+                    break
                 await asyncio.sleep(0.01)
             health = (await client.get("/healthz")).json()
             answered_first = not slow.done()
