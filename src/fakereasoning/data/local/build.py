@@ -241,8 +241,32 @@ def build_local(
     cache: str | Path | None = None,
     log: Log = _stderr_log,
     progress: bool = True,
+    threads: int | None = None,
 ) -> BuildResult:
-    """Build (or finish building) MMFR-Local under `out`. Returns counts and timing."""
+    """Build (or finish building) MMFR-Local under `out`. Returns counts and timing.
+
+    `threads`: torch threads while building (default 1: on a shared machine a second spinning thread
+    slows small convolutions down tenfold; pass the core count on an idle machine).
+    """
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads or 1)))
+    try:
+        return _build(out, preset, seed, photo_dirs, cache, log, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _build(
+    out: str | Path,
+    preset: str,
+    seed: int,
+    photo_dirs: Iterable[str | Path],
+    cache: str | Path | None,
+    log: Log,
+    progress: bool,
+) -> BuildResult:
     import torch
 
     if preset not in PRESETS:
@@ -315,18 +339,24 @@ def build_local(
                 src = crop(pixels[it.source], it.crop, cfg.size)
                 log_state.add(_write(root, it, src, None, annotator))
                 bar.update(1)
+            pending = {it.path for it in todo}
             for name in needed:
-                group = [it for it in todo if it.generator == name]
+                # batches are fixed by the plan (not by what is left), so a resumed build computes
+                # exactly the same batches and noise as an uninterrupted one
+                group = [it for it in items if it.generator == name]
                 family = get_family(name)
                 for start in range(0, len(group), cfg.gen_batch):
                     chunk = group[start : start + cfg.gen_batch]
+                    if not any(it.path in pending for it in chunk):
+                        continue
                     inputs = np.stack([crop(pixels[it.source], it.crop, cfg.size) for it in chunk])
                     gen_seed = int(hashlib.sha256(f"{seed}-{chunk[0].id}".encode()).hexdigest()[:8], 16)
                     with torch.inference_mode():
                         fakes = family.run(models[name], inputs, configs[name], gen_seed)
                     for it, src, fake in zip(chunk, inputs, fakes, strict=True):
-                        log_state.add(_write(root, it, fake, psnr(fake, src), annotator))
-                        bar.update(1)
+                        if it.path in pending:
+                            log_state.add(_write(root, it, fake, psnr(fake, src), annotator))
+                            bar.update(1)
     finally:
         log_state.close()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from fakereasoning.data.local.generators.base import GeneratorFamily
 
-PRESET_STEPS = {"tiny": (25, 40), "standard": (1300, 1800)}
+PRESET_STEPS = {"tiny": (150, 200), "standard": (1300, 1800)}
 
 
 class AutoencoderFamily(GeneratorFamily):

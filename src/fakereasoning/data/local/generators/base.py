@@ -113,8 +113,8 @@ class GeneratorFamily(ABC):
                 model.load_state_dict(load_file(str(path)))
                 model.eval()
                 return model, True
-            except (RuntimeError, OSError, ValueError):
-                path.unlink(missing_ok=True)  # a stale or damaged cache entry: retrain
+            except Exception:  # noqa: BLE001 - any unreadable or mismatched cache entry is retrained
+                path.unlink(missing_ok=True)
         model = self.train(config, sampler, seed, progress)
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         atomic_write_bytes(path, save(state, metadata={"family": self.name, "config": json.dumps(dict(config))}))

@@ -72,7 +72,7 @@ class DDPMSDEditFamily(GeneratorFamily):
             "t0": t0,
             "t_max": t0 + 10,
             "ddim_steps": rng.choice([3, 4]),
-            "steps": rng.randint(25, 40) if tiny else rng.randint(450, 650),
+            "steps": rng.randint(150, 200) if tiny else rng.randint(450, 650),
             "batch": 8 if tiny else 16,
             "patch": 16 if tiny else 20,
             "lr": 2e-3,

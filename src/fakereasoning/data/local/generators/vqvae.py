@@ -85,7 +85,7 @@ class VQVAEFamily(GeneratorFamily):
             "codes": 64 if tiny else 256,
             "stages": 3,
             "act": rng.choice(["relu", "silu", "lrelu"]),
-            "steps": rng.randint(25, 40) if tiny else rng.randint(1200, 1500),
+            "steps": rng.randint(150, 200) if tiny else rng.randint(1200, 1500),
             "batch": 8 if tiny else 16,
             "patch": 16 if tiny else rng.choice([16, 20]),
             "lr": 2.5e-3,
