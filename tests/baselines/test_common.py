@@ -149,3 +149,15 @@ def test_bad_options_and_mismatched_weights(trained: dict, tmp_path: Path) -> No
         load(other)
     with pytest.raises(BaselineError, match="not univfd"):
         load(folder, kind="univfd")
+
+
+def test_temperature_is_fitted_on_heldout_and_saved(toy_root: Path, tmp_path: Path) -> None:
+    detector = build("npr", {"crop": 32, "channels": 16})
+    summary = train_baseline(detector, toy_root, tmp_path, TrainOptions(max_steps=4, batch_size=8, val_fraction=0.5),
+                             progress=False)
+    t = summary.heldout["temperature"]
+    assert summary.heldout["n"] >= 16 and t != 1.0 and detector.temperature == t
+    assert json.loads((tmp_path / "model" / CONFIG_FILE).read_text())["temperature"] == t
+    images = _eval_images(toy_root)[:4]
+    assert np.allclose(detector.probabilities(images), 1 / (1 + np.exp(-detector.logits(images) / t)))
+    assert load(tmp_path).temperature == t
