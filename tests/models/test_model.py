@@ -197,3 +197,11 @@ def test_cached_semantic_features_give_same_output(tiny_model, images):
         batch["pixel_values"] = torch.zeros_like(batch["pixel_values"])  # proves the cache is what is used
         cached = tiny_model(batch)
     assert torch.allclose(plain.logits, cached.logits, atol=1e-6)
+
+
+def test_empty_inputs(tiny_model):
+    assert tiny_model.generate([], mode="full") == []
+    assert tiny_model.fast_probabilities([]) == []
+    assert tiny_model.detect_many([]) == []
+    with pytest.raises(ValueError, match="mode"):
+        tiny_model.generate([object()], mode="slow")

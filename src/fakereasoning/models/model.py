@@ -267,6 +267,8 @@ class FakeReasoning(nn.Module):
     @torch.no_grad()
     def fast_probabilities(self, images: Sequence[ImageInput]) -> list[float]:
         """p(fake) from one forward pass of the direct-answer prompt (no reasoning generated)."""
+        if not images:
+            return []
         last, _, _ = self._prefill(images, schema.PROMPT_FAST, self.text.fast_prefix)
         pair = last[:, list(self.text.verdict_ids)]
         return cpm.cpm_probability(pair, self.config.cpm_scale, self.config.temperature).tolist()
@@ -386,6 +388,8 @@ class FakeReasoning(nn.Module):
         seed: int | None = 0,
     ) -> list[str]:
         """Tagged answers. Fast mode answers only the conclusion, decided by CPM from one forward pass."""
+        if not images:
+            return []
         if mode == "fast":
             return [
                 schema.fast_answer("fake" if p >= 0.5 else "real") for p in self.fast_probabilities(images)
