@@ -92,6 +92,9 @@ class ForensicCNN(nn.Module):
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         """(N, 3, C, C) in [0, 1] -> (N, grid*grid, 2*channels)."""
+        # Channels-last (permuted HWC) input crashes torch 2.13's multithreaded CPU conv backward
+        # ("double free or corruption"); a contiguous copy is cheap and avoids it.
+        crops = crops.contiguous()
         x = torch.cat([npr_residual(crops), high_pass(crops)], dim=1) * self.gain
         f = self.blocks(self.stem(x))
         mean = self.pool(f)
