@@ -62,7 +62,7 @@ def semantic_tensor(
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BICUBIC)
     arr = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
-    return (arr - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    return ((arr - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]).contiguous()
 
 
 def _grid_positions(extent: int, crop: int, n: int) -> list[int]:
@@ -99,7 +99,7 @@ def forensic_crops(
             (rng.randint(0, (h - crop) // 8) * 8, rng.randint(0, (w - crop) // 8) * 8) for _ in range(count)
         ]
     crops = np.stack([arr[y : y + crop, x : x + crop] for y, x in positions])
-    return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
+    return (torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0).contiguous()
 
 
 # --- text ----------------------------------------------------------------------------------------------
