@@ -34,6 +34,10 @@ class DataConfig:
     blur_sigma: tuple[float, float] = (0.2, 1.2)
     resize_prob: float = 0.0
     resize_scale: tuple[float, float] = (0.5, 1.5)
+    # Debiasing: blur some REAL images only, so that softness cannot serve as the "fake" signal when the
+    # local generators' reconstructions are softer than the photos (see MMFR-Local's sharpness statistic).
+    real_blur_prob: float = 0.0
+    real_blur_sigma: tuple[float, float] = (0.3, 1.5)
     num_workers: int = 0
 
 

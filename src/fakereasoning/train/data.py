@@ -67,8 +67,11 @@ def load_examples(root: str | Path, val_fraction: float) -> tuple[list[TrainExam
     return train, held
 
 
-def augment(img: Image.Image, cfg: DataConfig, rng: random.Random) -> Image.Image:
-    """Post-processing seen in the wild (JPEG, blur, resampling), applied alike to real and fake."""
+def augment(img: Image.Image, cfg: DataConfig, rng: random.Random, label: Label | None = None) -> Image.Image:
+    """Post-processing seen in the wild (JPEG, blur, resampling), applied alike to real and fake; plus the
+    optional real-only blur that removes a softness shortcut (`real_blur_prob`)."""
+    if label == "real" and cfg.real_blur_prob and rng.random() < cfg.real_blur_prob:
+        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(*cfg.real_blur_sigma)))
     if cfg.resize_prob and rng.random() < cfg.resize_prob:
         s = rng.uniform(*cfg.resize_scale)
         w, h = img.size
@@ -114,4 +117,4 @@ def load_sample(example: TrainExample, cfg: DataConfig, rng: random.Random) -> I
     except ImageLoadError as exc:
         print(f"fakereasoning: warning: skipped training image: {exc}", file=sys.stderr)
         return None
-    return augment(img, cfg, rng)
+    return augment(img, cfg, rng, example.label)
