@@ -52,9 +52,13 @@ def _build(config: Mapping[str, Any]) -> Any:
 
         def _nearest(self, x: torch.Tensor, stage: int, grad: bool = False) -> torch.Tensor:
             book = self.codebooks[stage]
-            d = (x.pow(2).sum(1, keepdim=True) - 2 * x @ book.detach().t() + book.detach().pow(2).sum(1)[None])
-            idx = d.argmin(dim=1)
-            return book[idx] if grad else book.detach()[idx]
+            frozen = book.detach()
+            norms = frozen.pow(2).sum(1)[None]
+            # chunked: a 256 x 256 batch has ~10^6 vectors; one distance matrix would take gigabytes
+            idx = torch.cat([
+                (norms - 2 * chunk @ frozen.t()).argmin(dim=1) for chunk in x.split(32768)
+            ])
+            return book[idx] if grad else frozen[idx]
 
     class VQVAE(nn.Module):
         def __init__(self) -> None:
