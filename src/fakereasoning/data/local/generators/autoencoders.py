@@ -39,6 +39,7 @@ class AutoencoderFamily(GeneratorFamily):
             "patch": 16 if preset == "tiny" else rng.choice([16, 20, 24]),
             "lr": rng.choice([2.5e-3, 3e-3]),
             "freq_weight": rng.choice([0.0, 0.02, 0.05]),
+            "texture_weight": rng.choice([2.0, 3.0, 4.0]),
             "kl_weight": 1e-6 if self.variational else 0.0,
         }
 
@@ -50,7 +51,7 @@ class AutoencoderFamily(GeneratorFamily):
     def loss(self, model: Any, batch: Any, step: int, config: Mapping[str, Any]) -> Any:
         import torch
 
-        from fakereasoning.data.local.generators._nets import fidelity_loss
+        from fakereasoning.data.local.generators._nets import fidelity_loss, texture_loss
 
         mean, logvar = model.encode(batch)
         z = mean
@@ -59,7 +60,8 @@ class AutoencoderFamily(GeneratorFamily):
             z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
             kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         pred = model.decoder(z)
-        return fidelity_loss(pred, batch, float(config["freq_weight"])) + float(config["kl_weight"]) * kl
+        loss = fidelity_loss(pred, batch, float(config["freq_weight"])) + float(config["kl_weight"]) * kl
+        return loss + float(config.get("texture_weight", 0.0)) * texture_loss(pred, batch)
 
     def generate(self, model: Any, images: Any, config: Mapping[str, Any], seed: int) -> Any:
         return model(images)

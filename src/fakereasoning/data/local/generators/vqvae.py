@@ -94,16 +94,18 @@ class VQVAEFamily(GeneratorFamily):
             "patch": 16 if tiny else rng.choice([16, 20]),
             "lr": 2.5e-3,
             "commit_weight": 0.5,
+            "texture_weight": rng.choice([2.0, 3.0, 4.0]),
         }
 
     def build(self, config: Mapping[str, Any]) -> Any:
         return _build(config)
 
     def loss(self, model: Any, batch: Any, step: int, config: Mapping[str, Any]) -> Any:
-        from fakereasoning.data.local.generators._nets import fidelity_loss
+        from fakereasoning.data.local.generators._nets import fidelity_loss, texture_loss
 
         pred, commit = model(batch)
-        return fidelity_loss(pred, batch, 0.0) + float(config["commit_weight"]) * commit
+        loss = fidelity_loss(pred, batch, 0.0) + float(config["commit_weight"]) * commit
+        return loss + float(config.get("texture_weight", 0.0)) * texture_loss(pred, batch)
 
     def generate(self, model: Any, images: Any, config: Mapping[str, Any], seed: int) -> Any:
         return model(images)[0]
