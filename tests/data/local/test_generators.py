@@ -63,3 +63,17 @@ def test_family_trains_generates_and_caches(name: str, tmp_path: Path) -> None:
     files[0].write_bytes(b"damaged")  # a broken cache entry is retrained, not fatal
     _, cached = fam.load_or_train(config, _sampler, seed=0, cache=tmp_path)
     assert not cached
+
+
+def test_texture_loss_penalises_blur_not_grain_placement() -> None:
+    import torch
+    from torch.nn import functional as F
+
+    from fakereasoning.data.local.generators._nets import texture_loss
+
+    g = torch.Generator().manual_seed(0)
+    sharp = torch.rand(2, 3, 32, 32, generator=g)
+    blurred = F.avg_pool2d(sharp, 3, stride=1, padding=1)
+    other_grain = torch.rand(2, 3, 32, 32, generator=g)  # same statistics, different pixels
+    assert texture_loss(sharp, sharp).item() == 0.0
+    assert texture_loss(blurred, sharp).item() > 5 * texture_loss(other_grain, sharp).item()
