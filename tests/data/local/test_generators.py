@@ -76,4 +76,4 @@ def test_texture_loss_penalises_blur_not_grain_placement() -> None:
     blurred = F.avg_pool2d(sharp, 3, stride=1, padding=1)
     other_grain = torch.rand(2, 3, 32, 32, generator=g)  # same statistics, different pixels
     assert texture_loss(sharp, sharp).item() == 0.0
-    assert texture_loss(blurred, sharp).item() > 5 * texture_loss(other_grain, sharp).item()
+    assert texture_loss(blurred, sharp).item() > 2 * texture_loss(other_grain, sharp).item()
