@@ -41,13 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(handler=cmd_stats)
 
-    try:
-        from fakereasoning.cli.local import add_build_local
-    except ModuleNotFoundError as exc:
-        if exc.name != "fakereasoning.cli.local":
-            raise
-    else:
-        add_build_local(data_sub)
+    from fakereasoning.cli.local import add_build_local
+
+    add_build_local(data_sub)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
