@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-per-class", type=int, default=None, help="images per class per set in full mode")
     ap.add_argument("--robust-per-class", type=int, default=None, help="images per class per set, perturbed")
     ap.add_argument("--shipped", type=Path, default=None, help="also report this model (e.g. the shipped one)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per job (default: the config's)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     args = ap.parse_args(argv)
 
@@ -111,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     budget = ["--max-steps", str(steps)]
     config = ["--config", str(ROOT / "configs" / "tiny-local.toml")]
     batch = [f"optim.batch_size={args.batch_size}", "run.save_every=1000000"]
+    if args.threads:
+        batch.append(f"run.threads={args.threads}")
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
     results: dict[str, Any] = {"models": {}, "robustness": {p: {} for p in PERTURBATIONS}}
     eval_dirs: dict[str, tuple[list[str], Path]] = {}  # name -> (evaluate command prefix, model dir)
 
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.date.today().isoformat(),
         "command": "python bench/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "budget": {"optimizer_steps": steps, "batch_size": args.batch_size,
-                   "images_seen": steps * args.batch_size},
+                   "images_seen": steps * args.batch_size, "threads_per_job": args.threads},
         "data": {"root": str(data), "seen_sets": seen, "unseen_sets": unseen,
                  "eval_max_per_class": per_class, "full_mode_per_class": full_per_class,
                  "robustness_per_class": robust_per_class},
