@@ -49,3 +49,17 @@ def test_symlink_escape(tmp_path: Path) -> None:
     with pytest.raises(UnsafePathError):
         safe_join(tmp_path / "root", "link")
     assert safe_join(tmp_path / "root", "a/b.png") == tmp_path / "root" / "a" / "b.png"
+
+
+def test_staging_dir_and_shared_files_use_umask(tmp_path: Path) -> None:
+    from fakereasoning.fsio import share_files, staging_dir
+
+    mask = os.umask(0)
+    os.umask(mask)
+    tmp = staging_dir(tmp_path / "model")
+    assert tmp.parent == tmp_path and tmp.name.startswith(".model.")
+    assert tmp.stat().st_mode & 0o777 == 0o777 & ~mask
+    (tmp / "w.bin").write_bytes(b"x")
+    (tmp / "w.bin").chmod(0o600)
+    share_files(tmp)
+    assert (tmp / "w.bin").stat().st_mode & 0o777 == 0o666 & ~mask

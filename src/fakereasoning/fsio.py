@@ -15,6 +15,26 @@ def _umask() -> int:
     return mask
 
 
+def staging_dir(target: str | os.PathLike[str]) -> Path:
+    """A fresh hidden folder beside TARGET to build a directory in, then `os.replace` into place.
+
+    Created with the usual permissions (mkdtemp alone makes it private, 0700).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp.chmod(0o777 & ~_umask())
+    return tmp
+
+
+def share_files(folder: str | os.PathLike[str]) -> None:
+    """Give the files of a staged folder the usual permissions (some writers create them 0600)."""
+    mode = 0o666 & ~_umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            path.chmod(mode)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename: readers see old or new, never half."""
     target = Path(path)

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -26,7 +25,7 @@ from torch import nn
 
 from fakereasoning import schema
 from fakereasoning.errors import ImageLoadError
-from fakereasoning.fsio import atomic_write_json
+from fakereasoning.fsio import atomic_write_json, share_files, staging_dir
 from fakereasoning.models import cpm
 from fakereasoning.models.config import CONFIG_NAME, WEIGHTS_NAME, FakeReasoningConfig, ModelConfigError
 from fakereasoning.models.facl import FACL
@@ -149,12 +148,12 @@ class FakeReasoning(nn.Module):
         from safetensors.torch import save_file
 
         target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        tmp = staging_dir(target)
         try:
             save_file(self._save_state(), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             self.tokenizer.save_pretrained(str(tmp))
             atomic_write_json(tmp / CONFIG_NAME, self.config.to_dict())
+            share_files(tmp)
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())

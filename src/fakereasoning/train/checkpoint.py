@@ -12,14 +12,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from fakereasoning.errors import FakeReasoningError
-from fakereasoning.fsio import atomic_write_json
+from fakereasoning.fsio import atomic_write_json, share_files, staging_dir
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -58,13 +57,14 @@ def save_checkpoint(
 
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"step-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory))
+    tmp = staging_dir(target)
     try:
         model.save_pretrained(tmp / MODEL_SUBDIR)
         tensors, meta = optimizer_to_flat(optimizer.state_dict())
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
         state = {"step": step, "optimizer": meta, "scheduler": scheduler.state_dict(), **extra}
         atomic_write_json(tmp / STATE_FILE, json.loads(json.dumps(state, default=_jsonable)))
+        share_files(tmp)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
