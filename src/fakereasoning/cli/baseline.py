@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fakereasoning.cli._args import positive_int
+from fakereasoning.cli._args import positive_int, print_evaluation_summary
 
 KIND_CHOICES = ("univfd", "npr", "cnnspot")  # kept in step with baselines.registry.KINDS (tested)
 
@@ -122,9 +122,5 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         notes=[f"Baseline {args.kind} from {args.model} (no reasoning: fast-mode verdicts only)."],
     )
     metrics = evaluate(detector, args.data, args.out, options, progress=sys.stderr.isatty())
-    if metrics is not None:
-        mean = metrics["mean"]
-        acc = "n/a" if mean["acc"] is None else f"{mean['acc']:.4f}"
-        print(f"mean accuracy over {len(metrics['sets'])} sets: {acc}")
-        print(f"report: {args.out / 'report.md'}")
+    print_evaluation_summary(metrics, args.out)
     return 0

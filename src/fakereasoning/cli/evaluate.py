@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fakereasoning.cli._args import positive_int
+from fakereasoning.cli._args import positive_int, print_evaluation_summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,9 +56,5 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device = str(distributed_state().device)
     model = load_model(args.model, device=device)
     metrics = evaluate(model, args.data, args.out, options, progress=sys.stderr.isatty())
-    if metrics is not None:
-        mean = metrics["mean"]
-        acc = "n/a" if mean["acc"] is None else f"{mean['acc']:.4f}"
-        print(f"mean accuracy over {len(metrics['sets'])} sets: {acc}")
-        print(f"report: {args.out / 'report.md'}")
+    print_evaluation_summary(metrics, args.out)
     return 0

@@ -22,7 +22,7 @@ from torch import nn
 
 from fakereasoning.models.config import FakeReasoningConfig, ModelConfigError
 from fakereasoning.models.processor import forensic_crops, semantic_tensor
-from fakereasoning.models.tiny import CrossAttentionFusion, ForensicCNN
+from fakereasoning.models.tiny import CrossAttentionFusion, ForensicCNN, run_decoder
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -137,16 +137,8 @@ class LlavaBackbone(nn.Module):
         cache: Any = None,
         logits_to_keep: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        out = self.llava.model.language_model(
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=cache is not None,
-        )
-        hidden = out.last_hidden_state
-        h = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
-        return self.llava.lm_head(h), hidden, out.cache
+        return run_decoder(self.llava.model.language_model, self.llava.lm_head, inputs_embeds, attention_mask,
+                           position_ids, cache, logits_to_keep)
 
     def save_state(self) -> dict[str, torch.Tensor]:
         """Only what trains (adapters, projector, forensic branch): the base weights stay in base_model."""

