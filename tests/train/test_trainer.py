@@ -129,3 +129,24 @@ def test_two_processes_train_and_evaluate_like_one(toy_data: Path, tmp_path: Pat
     rows1 = (one / "predictions.jsonl").read_text().splitlines()
     rows2 = (two / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(r)["image"] for r in rows1] == [json.loads(r)["image"] for r in rows2]
+
+
+def test_end_to_end_on_mmfr_local_tiny(local_tiny_dataset: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """train -> evaluate -> detect on the MMFR-Local `tiny` preset, through the CLI."""
+    out = tmp_path / "run"
+    small = [s for s in SMALL if not s.startswith("model.forensic_crops")] + ["model.forensic_crop=64",
+                                                                                "model.forensic_crops=1"]
+    assert main(["train", "--data", str(local_tiny_dataset), "--output", str(out), "--max-steps", "3", *small]) == 0
+    ev = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(out / "model"), "--data", str(local_tiny_dataset), "--out", str(ev),
+                 "--max-per-class", "3"]) == 0
+    metrics = json.loads((ev / "metrics.json").read_text())
+    manifest = json.loads((local_tiny_dataset / "manifest.json").read_text())
+    assert set(metrics["sets"]) == {g["name"] for g in manifest["generators"]}
+    assert all(m["n"] == 6 for m in metrics["sets"].values())
+    capsys.readouterr()
+    folder = local_tiny_dataset / "evaluation_sets" / sorted(metrics["sets"])[0]
+    assert main(["detect", str(folder), "--model", str(out / "model"), "--json", "--mode", "fast"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == len(list(folder.rglob("*.png"))) and all(0 <= x["prob_fake"] <= 1 for x in lines)
