@@ -378,7 +378,12 @@ def _build(
 def _write(root: Path, it: Item, pixels: np.ndarray, fidelity: float | None, annotator: EvidenceAnnotator) -> dict[str, Any]:
     data = finish(pixels, it.jpeg)
     atomic_write_bytes(root / it.path, data)
-    final = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return _describe(it, data, fidelity, annotator)
+
+
+def _describe(it: Item, data: bytes, fidelity: float | None, annotator: EvidenceAnnotator) -> dict[str, Any]:
+    """The state record of a written image, measured on the pixels as stored (after encoding)."""
+    final = np.asarray(load_image(data, name=it.path))
     m = measure(final)
     return {
         "path": it.path,
@@ -394,16 +399,7 @@ def _record_for(root: Path, it: Item, state: dict[str, dict[str, Any]], annotato
     rec = state.get(it.path)
     if rec is not None:
         return rec
-    data = (root / it.path).read_bytes()
-    final = np.asarray(load_image(data, name=it.path))
-    m = measure(final)
-    return {
-        "path": it.path,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "psnr": None,
-        "sharpness": m.sharpness,
-        "attributes": annotator.annotate(final, it.label, it.annotation_key, measured=m),  # type: ignore[arg-type]
-    }
+    return _describe(it, (root / it.path).read_bytes(), None, annotator)
 
 
 def _mean(values: list[float]) -> float | None:
