@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_build_local(data_sub)
 
+    from fakereasoning.cli.public import add_build_public
+
+    add_build_public(data_sub)
+
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from fakereasoning.data.mmfr import validate
