@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -41,7 +42,8 @@ def cmd_build_public(args: argparse.Namespace) -> int:
     from fakereasoning.data.public import build_public
 
     summary = build_public(args.out, mirror=args.mirror, manifest=args.manifest, sources=args.sources,
-                           splits=args.splits, reserved=args.reserved, seed=args.seed)
+                           splits=args.splits, reserved=args.reserved, seed=args.seed,
+                           progress=sys.stderr.isatty())
     if args.json:
         brief = {k: v for k, v in summary.items() if k != "dropped_detail"}
         print(json.dumps(brief))

@@ -38,13 +38,14 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is need
 REPO = "example/gallery"
 
 
-def _image(seed: int, size: tuple[int, int], fmt: str) -> bytes:
-    """A distinct picture per seed: smooth random blobs plus noise (distinct perceptual hashes)."""
+def _image(seed: int, size: tuple[int, int], fmt: str, noise: float = 6.0) -> bytes:
+    """A distinct picture per seed: smooth random blobs plus noise (distinct perceptual hashes). Reals get
+    more noise than fakes, as camera photos do, so file size alone would tell them apart."""
     rng = np.random.default_rng(seed)
     w, h = size
     coarse = rng.integers(0, 256, (4, 4, 3)).astype(np.uint8)
     base = np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32)
-    arr = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+    arr = np.clip(base + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return buf.getvalue()
@@ -65,11 +66,11 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for family, n in (("sdxl", 6), ("flux", 4), ("gemini", 4), ("midjourney", 4)):
         for i in range(n):
             seed += 1
-            files[f"fakes/{family}/{i}.png"] = (_image(seed, (320, 288), "PNG"), "fake", family, f"{family}-p{i // 2}")
+            files[f"fakes/{family}/{i}.png"] = (_image(seed, (320, 288), "PNG", noise=1.0 + i), "fake", family, f"{family}-p{i // 2}")
     for source, n in (("train_photos", 8), ("eval_photos", 10)):
         for i in range(n):
             seed += 1
-            files[f"{source}/{i}.jpg"] = (_image(seed, (300, 300), "JPEG"), "real", "real", f"{source}-{i}")
+            files[f"{source}/{i}.jpg"] = (_image(seed, (300, 300), "JPEG", noise=4.0 + i), "real", "real", f"{source}-{i}")
     # a grid of two 256 px tiles, and a near-duplicate (re-encoded copy) of one fake
     seed += 1
     files["fakes/sdxl/grid.png"] = (_image(seed, (512, 256), "PNG"), "fake", "sdxl", "grid")
@@ -106,6 +107,7 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "train_fake_crops_per_family": 8,
         "max_crops_per_fake": 2,
         "max_crops_per_real": 2,
+        "balance_bytes": False,
     }))
     # the reserved list holds one real evaluation photo (by perceptual hash) and one fake (by sha256)
     reserved_img = Image.open(io.BytesIO(files["eval_photos/9.jpg"][0])).convert("RGB")
@@ -187,6 +189,28 @@ def test_shortcut_audit_reported(built: tuple[Path, dict]) -> None:
     assert set(audit) >= {"auc", "features", "per_feature_auc", "n"}
     assert audit["n"] == summary["counts"]["train"] + summary["counts"]["eval"]
     assert 0.0 <= audit["auc"] <= 1.0
+
+
+def test_file_size_balance_equalises_classes(snapshot: dict, built: tuple[Path, dict], tmp_path: Path) -> None:
+    base = snapshot["base"]
+    splits = json.loads((base / "splits.json").read_text())
+    (tmp_path / "splits.json").write_text(json.dumps({**splits, "balance_bytes": True}))
+    summary = build_public(tmp_path / "out", mirror=snapshot["mirror"], manifest=base / "manifest.tsv",
+                           sources=base / "sources.json", splits=tmp_path / "splits.json",
+                           reserved=base / "reserved.tsv", progress=False, log=lambda _m: None)
+    unbalanced = built[1]
+    assert summary["dropped"]["file-size balance"] > 0
+    assert summary["counts"]["train_real"] == summary["counts"]["train_fake"]
+    assert (summary["audit"]["all"]["per_feature_auc"]["log_bytes"]
+            < unbalanced["audit"]["all"]["per_feature_auc"]["log_bytes"])
+    assert validate(tmp_path / "out").ok
+    left_out = list((tmp_path / "out" / ".build" / "left_out").rglob("*.png"))
+    assert len(left_out) == summary["dropped"]["file-size balance"]
+    # a rerun finds everything done: nothing is rewritten and the result is the same
+    again = build_public(tmp_path / "out", mirror=snapshot["mirror"], manifest=base / "manifest.tsv",
+                         sources=base / "sources.json", splits=tmp_path / "splits.json",
+                         reserved=base / "reserved.tsv", progress=False, log=lambda _m: None)
+    assert again["counts"] == summary["counts"]
 
 
 def test_mismatch_and_missing_reported_by_name_rest_built(snapshot: dict, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from fakereasoning.data.mmfr import COT_FILE, EVAL_DIR, MANIFEST_FILE, write_reasoning_json
@@ -54,6 +55,7 @@ DEFAULT_SPLITS = PACKAGE_DIR / "splits.json"
 TRAIN_PART = "public_train"
 STATE_DIR = ".build"
 SUMMARY_FILE = "summary.json"
+LEFT_OUT = "left_out"
 Log = Callable[[str], None]
 
 
@@ -74,6 +76,7 @@ class Splits:
     train_fake_crops_per_family: int = 600
     max_crops_per_fake: int = 4
     max_crops_per_real: int = 2
+    balance_bytes: bool = True  # equalise the PNG size distribution of the classes (see _balance_file_sizes)
     recipe: Recipe = field(default_factory=Recipe)
 
     @classmethod
@@ -148,9 +151,10 @@ class _Log:
         self.fh.close()
 
 
-def _decode_row(row: ManifestRow, data: bytes):  # noqa: ANN202 (PIL image)
+def _decode_row(row: ManifestRow, data: bytes) -> Image.Image:
+    """Pixels of a row's file, upright (EXIF orientation applied; the manifest size is the stored one)."""
     img = decode_image_bytes(data, row.source_id)
-    if img.size != (row.width, row.height):
+    if img.size not in ((row.width, row.height), (row.height, row.width)):
         raise FakeReasoningError(f"{row.source_id}: decoded size {img.size} differs from the manifest")
     return img
 
@@ -345,6 +349,41 @@ def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, 
     return planned
 
 
+def _stored(root: Path, path: str) -> Path | None:
+    """Where a written image is: in the dataset, or set aside by the size balance."""
+    for candidate in (root / path, root / STATE_DIR / LEFT_OUT / path):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _balance_file_sizes(written: list[Planned], state: dict[str, dict[str, Any]], seed: int, max_bins: int = 16) -> set[str]:
+    """Paths to leave out so that, within training and within each evaluation set, both classes have the
+    same distribution of PNG file size. Why: lossless size measures how much noise and detail a crop holds,
+    and camera photos hold more than most generator outputs; left alone, size alone tells the classes apart
+    (the shortcut audit sees it) and a detector can learn "smooth = fake" instead of generator traces."""
+    rng = random.Random(f"balance-{seed}")
+    groups: dict[str, list[Planned]] = defaultdict(list)
+    for p in written:
+        groups[p.set].append(p)
+    rejected: set[str] = set()
+    for name in sorted(groups):
+        items = sorted(groups[name], key=lambda p: p.path)
+        sizes = np.log([state[p.path]["bytes"] for p in items])
+        bins = max(1, min(max_bins, len(items) // 6))  # about 6+ images per bin: quantiles stay stable
+        edges = np.quantile(sizes, np.linspace(0, 1, bins + 1)[1:-1])
+        cell = np.searchsorted(edges, sizes)
+        for b in range(bins):
+            members = [p for p, c in zip(items, cell, strict=True) if c == b]
+            real = [p for p in members if p.label == "real"]
+            fake = [p for p in members if p.label == "fake"]
+            keep = min(len(real), len(fake))
+            for side in (real, fake):
+                rng.shuffle(side)
+                rejected.update(p.path for p in side[keep:])
+    return rejected
+
+
 def _spread_groups(rows: list[ManifestRow]) -> list[ManifestRow]:
     """Reorder so that groups take turns (a set capped at N then covers as many prompts as it can)."""
     by_group: dict[str, list[ManifestRow]] = defaultdict(list)
@@ -391,7 +430,7 @@ def build_public(
         by_key = {r.key: r for r in kept}
         state_path = root / STATE_DIR / "state.jsonl"
         state = {rec["path"]: rec for rec in _jsonl(state_path) if "path" in rec}
-        todo = [p for p in planned if not (p.path in state and (root / p.path).is_file())]
+        todo = [p for p in planned if not (p.path in state and _stored(root, p.path) is not None)]
         annotator = EvidenceAnnotator(seed)
         writer = _Log(state_path)
         try:
@@ -424,7 +463,17 @@ def build_public(
         state = {rec["path"]: rec for rec in _jsonl(state_path) if "path" in rec}
     finally:
         reader.close()
-    written = [p for p in planned if p.path in state and (root / p.path).is_file()]
+    written = [p for p in planned if p.path in state and _stored(root, p.path) is not None]
+    rejected = _balance_file_sizes(written, state, seed) if split_def.balance_bytes else set()
+    for p in written:  # left-out images move under .build/, so a rerun neither rewrites nor scans them
+        target = root / STATE_DIR / LEFT_OUT / p.path if p.path in rejected else root / p.path
+        current = _stored(root, p.path)
+        if current is not None and current != target:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            current.replace(target)
+    written = [p for p in written if p.path not in rejected]
+    if rejected:
+        dropped["file-size balance"] += len(rejected)
     summary = _finalise(root, written, state, by_key, repos, split_def, seed, dropped, notes, len(rows), log)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_json(root / SUMMARY_FILE, summary)

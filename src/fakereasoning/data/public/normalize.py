@@ -23,8 +23,8 @@ from fakereasoning.imageio import encode_png
 @dataclass(frozen=True)
 class Recipe:
     crop: int = 256
-    web_jpeg_prob: float = 0.5  # lossless originals: chance of one whole-image JPEG before cropping
-    web_jpeg_quality: tuple[int, int] = (80, 98)
+    web_jpeg_prob: float = 0.8  # lossless originals: chance of one whole-image JPEG before cropping
+    web_jpeg_quality: tuple[int, int] = (70, 95)  # (most real photos come as JPEG: about this share and range)
     jpeg_prob: float = 0.75  # every crop, both classes: chance of a JPEG round trip
     jpeg_quality: tuple[int, int] = (75, 100)
 
