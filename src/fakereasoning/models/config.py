@@ -61,6 +61,13 @@ class FakeReasoningConfig:
     forensic_channels: int = 48
     forensic_grid: int = 2  # tokens per crop side after pooling
     fusion_heads: int = 4
+    # frozen multi-level statistics: the mean and spread of every EfficientNet stage's activations over
+    # native-pixel crops (low and middle stages carry the texture traces that transfer across generators)
+    use_stats: bool = False
+    stats_crop: int = 224  # native crop side for the statistics pass (never resampled)
+    stats_crops: int = 2  # crops per image; statistics are averaged over them
+    stats_prior: bool = True  # a linear read-out of the statistics added to the fake verdict logit
+    stats_dropout: float = 0.1
     d_model: int = 256
     n_layers: int = 4
     n_heads: int = 4
@@ -85,6 +92,8 @@ class FakeReasoningConfig:
             raise ModelConfigError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.fast_prompt_ratio <= 1.0:
             raise ModelConfigError(f"fast_prompt_ratio must lie in [0, 1], got {self.fast_prompt_ratio}")
+        if self.stats_crop % 8:
+            raise ModelConfigError(f"stats_crop must be a multiple of 8, got {self.stats_crop}")
         if self.forensic_crop % 8:
             raise ModelConfigError(f"forensic_crop must be a multiple of 8, got {self.forensic_crop}")
         if "{prompt}" not in self.prompt_template or "{image}" not in self.prompt_template:

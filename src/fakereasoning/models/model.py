@@ -191,6 +191,20 @@ class FakeReasoning(nn.Module):
         dev = self.device
         return {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
+    def _encode(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Visual tokens, and the backbone's prior on the fake verdict logit in CPM units (or None)."""
+        encode = getattr(self.backbone, "encode", None)
+        if encode is None:
+            return self.backbone.visual_tokens(batch), None
+        return encode(batch)
+
+    def _with_prior(self, pair: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+        """[real, fake] verdict logits with the prior added to "fake" (scaled so it moves z by `prior`)."""
+        if prior is None:
+            return pair
+        shift = torch.stack([torch.zeros_like(prior), prior * self.config.cpm_scale], dim=-1)
+        return pair + shift.to(pair.dtype)
+
     def _inputs_embeds(self, input_ids: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
         embeds = self.backbone.embed(input_ids)
         mask = (input_ids == self.text.image_token_id).unsqueeze(-1)
@@ -201,7 +215,7 @@ class FakeReasoning(nn.Module):
         batch = self._to_device(batch)
         cfg = self.config
         ids, attn = batch["input_ids"], batch["attention_mask"]
-        visual = self.backbone.visual_tokens(batch)
+        visual, prior = self._encode(batch)
         embeds = self._inputs_embeds(ids, visual)
         positions = (attn.long().cumsum(-1) - 1).clamp(min=0)
         logits, hidden, _ = self.backbone.run_lm(embeds, attn, positions)
@@ -214,7 +228,7 @@ class FakeReasoning(nn.Module):
             else logits.sum() * 0.0
         )
         slots, cpm_labels = batch["slots"], batch["cpm_labels"]
-        pair = cpm.verdict_logits(logits, slots, self.text.verdict_ids)
+        pair = self._with_prior(cpm.verdict_logits(logits, slots, self.text.verdict_ids), prior)
         valid = (slots >= 0) & (cpm_labels >= 0)
         z = cpm.cpm_z(pair.float(), cfg.cpm_scale)
         prob = cpm.cpm_probability(pair, cfg.cpm_scale, cfg.temperature)
@@ -249,27 +263,28 @@ class FakeReasoning(nn.Module):
     # --- inference -----------------------------------------------------------------------------------
     def _prefill(
         self, images: Sequence[ImageInput], prompt: str, answer_prefix: list[int]
-    ) -> tuple[torch.Tensor, Any, int]:
-        """Run prompt + teacher-forced answer prefix for a batch (same length for all: no padding)."""
+    ) -> tuple[torch.Tensor, Any, int, torch.Tensor | None]:
+        """Run prompt + teacher-forced answer prefix for a batch (same length for all: no padding).
+        Returns the last logits, the cache, the length and the verdict prior."""
         from transformers import DynamicCache
 
         pix = self._to_device(self.processor.images(images))
         ids = self.text.prompt_ids(prompt) + answer_prefix
         input_ids = torch.tensor([ids] * len(images), device=self.device)
-        visual = self.backbone.visual_tokens(pix)
+        visual, prior = self._encode(pix)
         embeds = self._inputs_embeds(input_ids, visual)
         positions = torch.arange(len(ids), device=self.device).expand(len(images), -1)
         cache = DynamicCache()
         logits, _, cache = self.backbone.run_lm(embeds, None, positions, cache=cache, logits_to_keep=1)
-        return logits[:, -1].float(), cache, len(ids)
+        return logits[:, -1].float(), cache, len(ids), prior
 
     @torch.no_grad()
     def fast_probabilities(self, images: Sequence[ImageInput]) -> list[float]:
         """p(fake) from one forward pass of the direct-answer prompt (no reasoning generated)."""
         if not images:
             return []
-        last, _, _ = self._prefill(images, schema.PROMPT_FAST, self.text.fast_prefix)
-        pair = last[:, list(self.text.verdict_ids)]
+        last, _, _, prior = self._prefill(images, schema.PROMPT_FAST, self.text.fast_prefix)
+        pair = self._with_prior(last[:, list(self.text.verdict_ids)], prior)
         return cpm.cpm_probability(pair, self.config.cpm_scale, self.config.temperature).tolist()
 
     def _pick(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
@@ -305,7 +320,7 @@ class FakeReasoning(nn.Module):
         conclusion gets the conclusion appended, still chosen by CPM."""
         text, eos = self.text, self.text.eos_id
         prefix = text.summary_prefix if prefill_summary else []
-        logits, cache, pos = self._prefill(images, schema.PROMPT_FULL, prefix)
+        logits, cache, pos, prior = self._prefill(images, schema.PROMPT_FULL, prefix)
         n = len(images)
         generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         gen: list[list[int]] = [[] for _ in range(n)]

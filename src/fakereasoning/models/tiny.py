@@ -101,6 +101,30 @@ class ForensicCNN(nn.Module):
         return torch.cat([mean, std], dim=1).flatten(2).transpose(1, 2)
 
 
+def stage_ends(net: nn.Module) -> list[int]:
+    """Indices of the last block of each EfficientNet stage (where the channel count changes next)."""
+    widths = [block._project_conv.out_channels for block in net._blocks]
+    return [i for i in range(len(widths)) if i == len(widths) - 1 or widths[i + 1] != widths[i]]
+
+
+def multilevel_statistics(net: nn.Module, x: torch.Tensor, ends: list[int]) -> list[torch.Tensor]:
+    """Per stage (stem, each block stage, head): the spatial mean and standard deviation of the activations,
+    (N, 2C) each. Statistics, not maps: they describe texture (how activations spread over the crop), which
+    is what differs between camera and generator pixels, and they do not depend on where things are."""
+    def stats(t: torch.Tensor) -> torch.Tensor:
+        t = t.float()
+        return torch.cat([t.mean((2, 3)), t.std((2, 3))], dim=1)
+
+    h = net._swish(net._bn0(net._conv_stem(x)))
+    out = [stats(h)]
+    for i, block in enumerate(net._blocks):
+        h = block(h)
+        if i in ends:
+            out.append(stats(h))
+    out.append(stats(net._swish(net._bn1(net._conv_head(h)))))
+    return out
+
+
 def run_decoder(
     decoder: nn.Module,
     lm_head: nn.Module,
@@ -164,8 +188,22 @@ class TinyBackbone(nn.Module):
             self.forensic_proj = nn.Linear(self.forensic.out_dim, d)
             self.forensic_pos = nn.Parameter(torch.zeros(1, config.forensic_grid**2, d))
             self.fusion = CrossAttentionFusion(d, config.fusion_heads)
-        self.projector = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.n_visual_tokens = config.semantic_grid**2 + (1 if config.use_forensic else 0)
+        if config.use_stats:
+            self.stage_ends = stage_ends(self.semantic)
+            widths = [self.semantic._conv_stem.out_channels]
+            widths += [self.semantic._blocks[i]._project_conv.out_channels for i in self.stage_ends]
+            widths.append(EFFICIENTNET_CHANNELS)
+            self.stats_norm = nn.ModuleList(nn.LayerNorm(2 * w) for w in widths)
+            self.stats_proj = nn.ModuleList(nn.Linear(2 * w, d) for w in widths)
+            self.stats_pos = nn.Parameter(torch.zeros(1, len(widths), d))
+            self.stats_dropout = nn.Dropout(config.stats_dropout)
+            if config.stats_prior:
+                self.stats_prior = nn.Linear(2 * sum(widths), 1)
+                nn.init.zeros_(self.stats_prior.weight)
+                nn.init.zeros_(self.stats_prior.bias)
+            self.n_visual_tokens += len(widths)
+        self.projector = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         lm_config = LlamaConfig(
             vocab_size=config.vocab_size,
             hidden_size=d,
@@ -191,6 +229,10 @@ class TinyBackbone(nn.Module):
             out["forensic_crops"] = forensic_crops(
                 image, self.config.forensic_crop, self.config.forensic_crops, rng
             )
+        if self.config.use_stats:
+            crops = forensic_crops(image, self.config.stats_crop, self.config.stats_crops, rng)
+            out["stats_crops"] = ((crops - torch.tensor(IMAGENET_MEAN)[:, None, None])
+                                  / torch.tensor(IMAGENET_STD)[:, None, None]).contiguous()
         return out
 
     @torch.no_grad()
@@ -199,7 +241,32 @@ class TinyBackbone(nn.Module):
         pass it as batch["semantic_features"] (the branch is ~3/4 of a fast-mode forward on CPU)."""
         return self.semantic.extract_features(pixel_values.contiguous(memory_format=torch.channels_last))
 
+    @torch.no_grad()
+    def statistics(self, stats_crops: torch.Tensor) -> list[torch.Tensor]:
+        """Frozen multi-level statistics per image, averaged over its crops: list of (B, 2C)."""
+        b, k = stats_crops.shape[:2]
+        x = stats_crops.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        return [s.reshape(b, k, -1).mean(1) for s in multilevel_statistics(self.semantic, x, self.stage_ends)]
+
+    def encode(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Visual tokens for the LM, and the statistics' prior on the fake verdict logit (or None)."""
+        tokens = self._tokens(batch)
+        prior = None
+        if self.config.use_stats:
+            stats = batch.get("stats_features")
+            if stats is None:
+                stats = self.statistics(batch["stats_crops"])
+            normed = [self.stats_dropout(norm(s)) for norm, s in zip(self.stats_norm, stats, strict=True)]
+            st = torch.stack([proj(s) for proj, s in zip(self.stats_proj, normed, strict=True)], dim=1)
+            tokens = torch.cat([tokens, st + self.stats_pos], dim=1)
+            if self.config.stats_prior:
+                prior = self.stats_prior(torch.cat(normed, dim=1)).squeeze(-1)
+        return self.projector(tokens), prior
+
     def visual_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.encode(batch)[0]
+
+    def _tokens(self, batch: dict[str, Any]) -> torch.Tensor:
         feats = batch.get("semantic_features")
         if feats is None:
             feats = self.semantic_features(batch["pixel_values"])
@@ -213,7 +280,7 @@ class TinyBackbone(nn.Module):
             f = self.forensic_proj(f) + self.forensic_pos
             f = f.reshape(b, k * f.shape[1], -1)
             tokens = torch.cat([self.fusion(tokens, f), f.mean(1, keepdim=True)], dim=1)
-        return self.projector(tokens)
+        return tokens
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(input_ids)
