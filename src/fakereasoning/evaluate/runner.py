@@ -119,8 +119,17 @@ def evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLik
              options: EvalOptions, progress: bool = False) -> dict[str, Any] | None:
     """Evaluate and write predictions.jsonl, metrics.json, metrics.csv, report.md and plots into OUT_DIR.
 
-    Returns the metrics on the main process (None on the others).
+    Returns the metrics on the main process (None on the others). Every rank ends the process group
+    after the main one has written the report (runtime.distributed_job).
     """
+    from fakereasoning.runtime import distributed_job
+
+    with distributed_job():
+        return _evaluate(model, root, out_dir, options, progress)
+
+
+def _evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+              options: EvalOptions, progress: bool) -> dict[str, Any] | None:
     from accelerate.utils import gather_object
 
     from fakereasoning.runtime import distributed_state

@@ -23,7 +23,7 @@ import torch
 
 from fakereasoning.errors import FakeReasoningError
 from fakereasoning.fsio import atomic_write_json, atomic_write_text
-from fakereasoning.runtime import use_cpu
+from fakereasoning.runtime import distributed_job, use_cpu
 from fakereasoning.train.checkpoint import (
     MODEL_SUBDIR,
     list_checkpoints,
@@ -161,7 +161,14 @@ def fit_heldout_temperature(model: Any, held: list[TrainExample], max_images: in
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult | None:
-    """Train, checkpoint, fit the temperature, save OUT/model. Returns the result on the main process."""
+    """Train, checkpoint, fit the temperature, save OUT/model. Returns the result on the main process.
+
+    Every rank ends the process group after the main one has saved (runtime.distributed_job)."""
+    with distributed_job():
+        return _train(cfg, resume, progress)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None:
     from accelerate.utils import set_seed
     from tqdm import tqdm
     from transformers import get_cosine_schedule_with_warmup
