@@ -12,6 +12,7 @@ from typing import Any
 from PIL import Image
 
 from fakereasoning.errors import FakeReasoningError, ImageLoadError
+from fakereasoning.fsio import check_entry, walk_files
 from fakereasoning.imageio import is_image_path, load_image
 from fakereasoning.paths import DEFAULT_MODEL_DIR
 from fakereasoning.schema import Verdict
@@ -32,25 +33,31 @@ def load_model(model_dir: str | os.PathLike[str] | None = None, device: str | No
 
 
 def expand_inputs(inputs: Iterable[str]) -> Iterator[tuple[str, str | None]]:
-    """Each input as (path as given or found, error or None): files, folders (recursive) and globs."""
+    """Each input as (path as given or found, error or None): files, folders (recursive) and globs.
+
+    Folders go through the checked walk, so a FIFO or a broken link named like an image is an error
+    record instead of a silent skip (links may lead out of the folder: it is the user's own)."""
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p))
+        if not os.path.lexists(path):
+            if any(ch in item for ch in "*?["):
+                matches = sorted(m for m in glob.glob(item, recursive=True) if Path(m).is_file())
+                if not matches:
+                    yield item, "pattern matches no file"
+                for m in matches:
+                    yield m, None
+            else:
+                yield item, "file not found"
+            continue
+        entry = check_entry(path)
+        if entry.kind == "dir":
+            found = [e for e in walk_files(path) if is_image_path(e.path)]
             if not found:
                 yield item, "folder holds no image files"
-            for p in found:
-                yield str(p), None
-        elif path.exists():
-            yield item, None
-        elif any(ch in item for ch in "*?["):
-            matches = sorted(m for m in glob.glob(item, recursive=True) if Path(m).is_file())
-            if not matches:
-                yield item, "pattern matches no file"
-            for m in matches:
-                yield m, None
+            for e in found:
+                yield str(e.path), e.problem
         else:
-            yield item, "file not found"
+            yield item, entry.problem
 
 
 @dataclass

@@ -16,7 +16,6 @@ every image and the counts of `data validate --json`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,7 +25,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from fakereasoning.errors import DatasetError, ImageLoadError
-from fakereasoning.fsio import UnsafePathError, atomic_write_json, check_relative
+from fakereasoning.fsio import (
+    Entry,
+    JSONError,
+    UnsafePathError,
+    atomic_write_json,
+    check_entry,
+    check_relative,
+    list_dir,
+    parse_json,
+    read_text_file,
+    walk_files,
+)
 from fakereasoning.imageio import is_image_path, load_image
 from fakereasoning.schema import (
     ATTRIBUTES,
@@ -112,9 +122,10 @@ def _pairs_without_duplicates(dups: list[str]) -> Callable[[list[tuple[str, Any]
 
 
 def read_json(path: Path, rel: str, problems: list[Problem]) -> Any | None:
-    """Parse a JSON file, reporting malformed JSON (with line and column) and duplicate keys as problems."""
+    """Parse a JSON file, reporting malformed JSON (with line and column), duplicate keys and files that
+    are not regular (a FIFO would block the reader) as problems."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
     except UnicodeDecodeError as exc:
         problems.append(Problem("error", rel, f"malformed JSON: not UTF-8 text (byte {exc.start})"))
         return None
@@ -123,12 +134,9 @@ def read_json(path: Path, rel: str, problems: list[Problem]) -> Any | None:
         return None
     dups: list[str] = []
     try:
-        data = json.loads(text, object_pairs_hook=_pairs_without_duplicates(dups))
-    except json.JSONDecodeError as exc:
-        problems.append(Problem("error", rel, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"))
-        return None
-    except RecursionError:
-        problems.append(Problem("error", rel, "malformed JSON: nested too deeply"))
+        data = parse_json(text, object_pairs_hook=_pairs_without_duplicates(dups))
+    except JSONError as exc:
+        problems.append(Problem("error", rel, str(exc)))
         return None
     for k in dups[:20]:
         problems.append(Problem("warning", rel, f"duplicate key {k!r}: the last value is used"))
@@ -140,15 +148,6 @@ def _posix(path: Path, base: Path) -> str:
     return path.relative_to(base).as_posix()
 
 
-def _walk_files(folder: Path) -> list[Path]:
-    """All files below `folder` in sorted order, hidden entries skipped, symlinked folders not followed."""
-    out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return out
-
-
 class _Scanner:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -158,6 +157,18 @@ class _Scanner:
 
     def problem(self, severity: Severity, path: str, message: str) -> None:
         self.index.problems.append(Problem(severity, path, message))
+
+    def usable(self, entry: Entry) -> bool:
+        """Whether a listed entry can be read; if not, its problem (escaping link, FIFO...) is an error."""
+        if entry.problem is not None:
+            self.problem("error", _posix(entry.path, self.root), entry.problem)
+        return entry.kind is not None
+
+    def list_dir(self, folder: Path) -> list[Entry]:
+        return [e for e in list_dir(folder, self.root) if self.usable(e)]
+
+    def walk_files(self, folder: Path) -> list[Path]:
+        return [e.path for e in walk_files(folder, self.root) if self.usable(e)]
 
     def add_image(self, file: Path, label: Label, split: Split, set_name: str) -> ImageRecord:
         key = _posix(file, self.root)
@@ -175,17 +186,16 @@ class _Scanner:
         fixed = PART_LABELS.get(name)
         jsons: list[Path] = []
         if fixed is None:
-            for child in sorted(part.iterdir()):
-                if child.name.startswith("."):
-                    continue
-                if child.is_dir() and child.name not in LABEL_FOLDERS:
+            for entry in list_dir(part, self.root):  # problems are reported by the walk below
+                child = entry.path
+                if entry.kind == "dir" and child.name not in LABEL_FOLDERS:
                     self.problem(
                         "error",
                         _posix(child, self.root),
                         f"label folder {child.name!r} is not 0_real or 1_fake (training part {name!r} is "
                         "neither diffusiondb (fake) nor laion (real), so its labels come from its folders)",
                     )
-        for file in _walk_files(part):
+        for file in self.walk_files(part):
             rel_in_part = file.relative_to(part)
             if file.parent == part and file.name.endswith(REASONING_SUFFIX):
                 jsons.append(file)
@@ -213,16 +223,15 @@ class _Scanner:
     # evaluation sets -------------------------------------------------------------------------------
     def scan_eval_set(self, folder: Path) -> list[Path]:
         jsons: list[Path] = []
-        for child in sorted(folder.iterdir()):
-            if child.name.startswith("."):
-                continue
+        for entry in self.list_dir(folder):
+            child = entry.path
             rel = _posix(child, self.root)
-            if child.is_dir():
+            if entry.kind == "dir":
                 label = LABEL_FOLDERS.get(child.name)
                 if label is None:
                     self.problem("error", rel, f"label folder {child.name!r} is not 0_real or 1_fake")
                     continue
-                for file in _walk_files(child):
+                for file in self.walk_files(child):
                     if is_image_path(file):
                         self.add_image(file, label, "eval", folder.name)
                     else:
@@ -291,9 +300,19 @@ class _Scanner:
             self.annotated.add(root_key)
             record.attributes = attrs
 
+    def top_file(self, name: str) -> Path | None:
+        """ROOT/NAME when it exists and is a usable file (an escaping link or a FIFO is an error)."""
+        path = self.root / name
+        if not os.path.lexists(path):
+            return None
+        entry = check_entry(path, self.root)
+        if entry.kind == "dir":
+            self.problem("error", name, "is a folder, expected a JSON file")
+        return path if self.usable(entry) and entry.kind == "file" else None
+
     def read_captions(self) -> None:
-        path = self.root / CAPTIONS_FILE
-        if not path.is_file():
+        path = self.top_file(CAPTIONS_FILE)
+        if path is None:
             return
         data = read_json(path, CAPTIONS_FILE, self.index.problems)
         if data is None:
@@ -317,9 +336,9 @@ class _Scanner:
                 self.problem("warning", CAPTIONS_FILE, f"key {key!r}: caption for an image that does not exist")
 
     def read_conversations(self) -> None:
-        path = self.root / COT_FILE
-        if not path.is_file():
-            if self.index.train:
+        path = self.top_file(COT_FILE)
+        if path is None:
+            if self.index.train and not os.path.lexists(self.root / COT_FILE):
                 self.problem("warning", COT_FILE, "no training conversations file (make one with `data to-cot`)")
             return
         data = read_json(path, COT_FILE, self.index.problems)
@@ -337,14 +356,16 @@ class _Scanner:
         root = self.root
         part_jsons: list[tuple[Path, list[Path]]] = []
         eval_jsons: list[tuple[Path, list[Path]]] = []
-        for child in sorted(root.iterdir()):
-            if child.name.startswith(".") or not child.is_dir():
+        for top in list_dir(root, root):
+            child = top.path
+            if child.name in (COT_FILE, CAPTIONS_FILE):
+                continue  # read (and checked) by top_file
+            if not self.usable(top) or top.kind != "dir":
                 continue
             if child.name == EVAL_DIR:
-                for set_dir in sorted(child.iterdir()):
-                    if set_dir.name.startswith("."):
-                        continue
-                    if set_dir.is_dir():
+                for entry in self.list_dir(child):
+                    set_dir = entry.path
+                    if entry.kind == "dir":
                         for j in self.scan_eval_set(set_dir):
                             eval_jsons.append((j, [child, set_dir]))
                     elif is_image_path(set_dir):
