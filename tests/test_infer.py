@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fakereasoning.infer import expand_inputs
+from fakereasoning.infer import detect_paths, expand_inputs
 from fakereasoning.schema import Verdict, fast_answer
 
 
@@ -43,3 +43,31 @@ def test_links_and_fifos_are_named_not_skipped_or_called_missing(tmp_path: Path)
     assert found[str(folder / "loop.png")] == "symbolic link loop"
     assert found[str(tmp_path / "self.png")] == "symbolic link loop"
     assert found[str(tmp_path / "nope.png")] == "file not found"
+
+
+def test_a_batch_holds_a_bounded_number_of_decoded_pixels(tmp_path: Path) -> None:
+    paths = [str(_png(tmp_path / f"{i}.png", (100, 100))) for i in range(4)]
+    model = RecordingModel()
+    results = list(detect_paths(model, paths, batch_size=8, max_batch_pixels=15_000))
+    assert [r.error for r in results] == [None] * 4
+    assert model.batches == [[(100, 100)]] * 4  # 2 images would be 20 000 pixels
+    model = RecordingModel()
+    list(detect_paths(model, paths, batch_size=8))
+    assert model.batches == [[(100, 100)] * 4]
+
+
+class SlowModel(RecordingModel):
+    def detect_many(self, images: list[Image.Image], mode: str, batch_size: int, **kw: object) -> list[Verdict]:
+        import time
+
+        time.sleep(0.2)
+        verdicts = super().detect_many(images, mode, batch_size)
+        for v in verdicts:  # what the model reports: its batch time shared out
+            v.elapsed_ms = 200.0 / len(images)
+        return verdicts
+
+
+def test_elapsed_ms_is_each_images_own_time_not_a_share_of_the_batch(tmp_path: Path) -> None:
+    paths = [str(_png(tmp_path / f"{i}.png")) for i in range(4)]
+    results = list(detect_paths(SlowModel(), paths, batch_size=4))
+    assert all(r.verdict is not None and r.verdict.elapsed_ms >= 200.0 for r in results)

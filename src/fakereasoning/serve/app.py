@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fakereasoning import __version__
 from fakereasoning.errors import ImageLoadError
-from fakereasoning.imageio import load_image
+from fakereasoning.imageio import image_pixels, load_image
 from fakereasoning.schema import (
     AUTHENTIC_ATTRIBUTES,
     FORGERY_ATTRIBUTES,
@@ -54,6 +54,7 @@ from fakereasoning.schema import (
     format_cot,
 )
 from fakereasoning.serve.batching import DetectorFailed, MicroBatcher, QueueFull, ShuttingDown
+from fakereasoning.serve.budget import PixelBudget, trim_memory
 from fakereasoning.serve.detector import MODES, Detector
 
 log = logging.getLogger(__name__)
@@ -72,13 +73,17 @@ class ServeLimits:
     max_batch_full: int = 1  # full mode generates text: one at a time by default
     batch_wait_ms: float = 5.0  # how long a fast batch waits for company
     request_timeout_s: float = 300.0  # queue wait + model time; beyond: 504
-    max_concurrent_decodes: int = 4  # bounds the memory of images being decoded at once
+    max_concurrent_decodes: int = 4  # bounds the CPU used by decoding at once
+    # decoded pixels held at once (decoding, queued, in the model): bounds memory, which the queue length
+    # alone does not (a 6000x6000 PNG is 0.1 MB uploaded, 108 MB decoded); at least one max_pixels image
+    max_pixels_in_flight: int = 72_000_000
     default_mode: str = "full"
 
     def __post_init__(self) -> None:
         if self.default_mode not in MODES:
             raise ValueError(f"default_mode must be one of {MODES}, got {self.default_mode!r}")
-        for name in ("max_upload_bytes", "max_pixels", "max_queue", "max_batch_fast", "max_batch_full"):
+        for name in ("max_upload_bytes", "max_pixels", "max_queue", "max_batch_fast", "max_batch_full",
+                     "max_pixels_in_flight"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.request_timeout_s <= 0 or self.batch_wait_ms < 0 or self.max_concurrent_decodes < 1:
@@ -321,6 +326,11 @@ def create_app(
         batch_wait_s=limits.batch_wait_ms / 1000.0,
     )
     decode_slots = threading.BoundedSemaphore(limits.max_concurrent_decodes)
+
+    def _return_memory() -> None:  # after a burst: the heap glibc keeps would otherwise stay resident
+        asyncio.get_running_loop().run_in_executor(None, trim_memory)
+
+    pixels = PixelBudget(max(limits.max_pixels_in_flight, limits.max_pixels), on_idle=_return_memory)
     page_html, page_csp = _load_page()
     count_tokens = getattr(detector, "count_tokens", None)
 
@@ -375,12 +385,18 @@ def create_app(
                 code="image_too_large",
             )
         try:
-            image = await run_in_threadpool(_decode, data, name)
-        except ImageLoadError as exc:
-            raise ApiError(400, str(exc), code="invalid_image") from None
+            need = image_pixels(data, name)
+        except ImageLoadError:
+            need = limits.max_pixels  # no readable header: decoding below says what is wrong
         started = time.perf_counter()
         try:
-            verdict = await asyncio.wait_for(batcher.submit(image, mode), timeout=limits.request_timeout_s)
+            async with asyncio.timeout(limits.request_timeout_s), pixels.hold(min(need, limits.max_pixels)):
+                try:
+                    image = await run_in_threadpool(_decode, data, name)
+                except ImageLoadError as exc:
+                    raise ApiError(400, str(exc), code="invalid_image") from None
+                verdict = await batcher.submit(image, mode)
+                del image
         except QueueFull as exc:
             raise ApiError(503, str(exc), type="overloaded_error", code="queue_full",
                            headers={"Retry-After": "1"}) from None
@@ -417,6 +433,7 @@ def create_app(
             "model_id": detector.model_id,
             "version": __version__,
             "queue": {"waiting": batcher.queued, "max": limits.max_queue, "busy": batcher.busy},
+            "pixels": {"in_flight": pixels.used, "max": pixels.total, "waiting": pixels.waiting},
             "stats": batcher.stats.to_dict(),
             "limits": dataclasses.asdict(limits),
         }
