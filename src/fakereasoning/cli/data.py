@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, required=True, help="output JSON file (e.g. ROOT/forgery_reasoning_cot.json)")
+    p.add_argument("--allow-errors", action="store_true",
+                   help="write the conversations of the readable annotations even when others have errors "
+                        "(a file holding conversations is still never replaced with an empty list)")
     p.set_defaults(handler=cmd_to_cot)
 
     p = data_sub.add_parser("stats", help="a table per set: images, real/fake, attribute frequency")
@@ -70,11 +73,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_to_cot(args: argparse.Namespace) -> int:
-    from fakereasoning.data.cot import write_cot
+    from fakereasoning.data.cot import ConversionRefused, write_cot
 
-    n = write_cot(args.root, args.out)
+    try:
+        n = write_cot(args.root, args.out, allow_errors=args.allow_errors)
+    except ConversionRefused as exc:
+        for problem in exc.problems[:MAX_LISTED]:
+            print(str(problem), file=sys.stderr)
+        if len(exc.problems) > MAX_LISTED:
+            print(f"... and {len(exc.problems) - MAX_LISTED} more (`data validate --json` lists all)", file=sys.stderr)
+        raise
     print(f"wrote {n} conversations to {args.out}")
     return 0
+
+
+MAX_LISTED = 50
 
 
 _SHORT = {name: "".join(w[0] for w in name.split() if w[0].isupper()) for name in ATTRIBUTES}
