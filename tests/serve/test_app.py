@@ -187,6 +187,8 @@ def test_body_over_the_limit_is_413_by_header_and_by_stream(stub_detector) -> No
         ({"json": {"image": "data:image/png,rawbytes"}}, 400, "invalid_image"),
         ({"json": {"image": "https://example.com/cat.png"}}, 400, "remote_url_refused"),
         ({"json": {"image": "aGVsbG8=", "mode": "slow"}}, 400, None),
+        ({"content": b'{"image": ' + b"9" * 5000 + b"}", "headers": {"content-type": "application/json"}},
+         400, "invalid_json"),
         ({"files": {"other": ("x.png", b"x", "image/png")}}, 400, None),
         ({"content": b"--zz\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=zz"}}, 400, None),
         ({"content": b"x", "headers": {"content-type": "multipart/form-data"}}, 400, None),

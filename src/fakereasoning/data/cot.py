@@ -94,17 +94,21 @@ class ConversationRecord:
     answer: str
 
 
-def conversation_to_record(entry: dict[str, Any]) -> ConversationRecord:
+def conversation_to_record(entry: Any) -> ConversationRecord:
     """Read back image, label (from <CONCLUSION>), caption and attribute texts of one conversation.
 
-    Raises ValueError for an entry without an image path or a gpt answer.
+    Raises ValueError for an entry that is not an object, or has no image path or no gpt answer.
     """
+    if not isinstance(entry, dict):
+        raise ValueError(f"conversation is not an object (got {type(entry).__name__})")
     image = entry.get("image")
     if not isinstance(image, str):
         raise ValueError("conversation has no 'image' path")
     check_relative(image)
+    turns = entry.get("conversations")
     answer = next(
-        (t.get("value") for t in entry.get("conversations", []) if isinstance(t, dict) and t.get("from") == "gpt"),
+        (t.get("value") for t in (turns if isinstance(turns, list) else [])
+         if isinstance(t, dict) and t.get("from") == "gpt"),
         None,
     )
     if not isinstance(answer, str):

@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fakereasoning import __version__
 from fakereasoning.errors import ImageLoadError
+from fakereasoning.fsio import JSONError, parse_json
 from fakereasoning.imageio import image_pixels, load_image
 from fakereasoning.schema import (
     AUTHENTIC_ATTRIBUTES,
@@ -200,11 +201,9 @@ def _media_type(request: Request) -> str:
 
 def _parse_json(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON body ({exc})", code="invalid_json") from None
-    except RecursionError:
-        raise ApiError(400, "malformed JSON body (nested too deeply)", code="invalid_json") from None
+        payload = parse_json(body)
+    except JSONError as exc:
+        raise ApiError(400, f"the JSON body: {exc}", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise ApiError(400, f"the JSON body must be an object, got {type(payload).__name__}", code="invalid_json")
     return payload
