@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -29,6 +31,31 @@ def staging_dir(target: str | os.PathLike[str]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp.chmod(0o777 & ~_umask())
     return tmp
+
+
+@contextmanager
+def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a whole folder in a staging folder beside TARGET, then swap it in on success.
+
+    Readers see the old set of files or the new one, never new files beside old ones (a kill during the
+    writes leaves TARGET untouched and a hidden `.NAME.*.tmp` folder). On an error the staging folder
+    is removed and TARGET is kept.
+    """
+    target = Path(target)
+    tmp = staging_dir(target)
+    try:
+        yield tmp
+        share_files(tmp)
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def share_files(folder: str | os.PathLike[str]) -> None:

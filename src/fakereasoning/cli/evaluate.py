@@ -36,8 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fakereasoning.evaluate.perturb import parse_perturbation
-    from fakereasoning.evaluate.runner import EvalOptions, evaluate
+    from fakereasoning.evaluate.runner import EvalOptions, check_output_dir, evaluate
     from fakereasoning.infer import load_model
+
+    check_output_dir(args.out)  # before the model loads
 
     perturbations = [parse_perturbation(s) for s in args.perturb]
     options = EvalOptions(

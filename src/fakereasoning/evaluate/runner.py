@@ -21,8 +21,11 @@ from fakereasoning.errors import FakeReasoningError, ImageLoadError
 from fakereasoning.evaluate.metrics import ReasoningScorer, compute_metrics
 from fakereasoning.evaluate.perturb import Perturbation, compose
 from fakereasoning.evaluate.report import write_report
+from fakereasoning.fsio import staged_dir
 from fakereasoning.imageio import load_image
 from fakereasoning.schema import parse_cot
+
+OUTPUT_SIGNATURE = "metrics.json"  # every evaluation output set holds it
 
 
 @dataclass
@@ -135,6 +138,8 @@ def _evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLi
     from fakereasoning.runtime import distributed_state
 
     state = distributed_state()
+    if state.is_main_process:
+        check_output_dir(out_dir)
     records = select_records(root, options.sets, options.max_per_class, options.seed)
     rows, errors = run_predictions(model, records, options, state.process_index, state.num_processes,
                                    progress and state.is_main_process)
@@ -161,5 +166,19 @@ def _evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLi
         notes.append("Perturbations: " + ", ".join(p.name for p in options.perturbations))
     if errors:
         notes.append(f"Skipped {len(errors)} unreadable images.")
-    write_report(Path(out_dir), rows, metrics, options.title, notes)
+    with staged_dir(out_dir) as staged:  # the whole set or the old one: never new metrics beside an old report
+        write_report(staged, rows, metrics, options.title, notes)
     return metrics
+
+
+def check_output_dir(out_dir: str | os.PathLike[str]) -> None:
+    """Refuse an OUT that evaluate must not replace whole: a file, or a folder holding something other
+    than an earlier evaluation (one has metrics.json). Checked before any image is scored."""
+    out = Path(out_dir)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FakeReasoningError(f"{out}: exists and is not a folder")
+    if any(out.iterdir()) and not (out / OUTPUT_SIGNATURE).is_file():
+        raise FakeReasoningError(f"{out}: a non-empty folder that holds no earlier evaluation ({OUTPUT_SIGNATURE}); "
+                                 "evaluate replaces its output folder whole, so pass a new or empty one")
