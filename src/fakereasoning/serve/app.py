@@ -26,11 +26,11 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fakereasoning import __version__
@@ -59,6 +60,7 @@ from fakereasoning.serve.budget import PixelBudget, trim_memory
 from fakereasoning.serve.detector import MODES, Detector
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MiB = 1024 * 1024
 
@@ -366,6 +368,12 @@ def create_app(
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return ApiError(400, f"invalid request: {exc.errors()}").response()
 
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _: ClientDisconnect) -> Response:
+        # One line, not "unhandled error" with two tracebacks: a client going away is not a server fault.
+        log.info("%s %s: client disconnected before the request was answered", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
     @app.exception_handler(Exception)
     async def _server_error(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
@@ -375,7 +383,15 @@ def create_app(
         with decode_slots:
             return load_image(data, name=name, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
 
-    async def detect_bytes(data: bytes, name: str, mode: str) -> Verdict:
+    async def _decode_and_detect(data: bytes, name: str, mode: str, need: int) -> Verdict:
+        async with pixels.hold(min(need, limits.max_pixels)):
+            try:
+                image = await run_in_threadpool(_decode, data, name)
+            except ImageLoadError as exc:
+                raise ApiError(400, str(exc), code="invalid_image") from None
+            return await batcher.submit(image, mode)
+
+    async def detect_bytes(request: Request, data: bytes, name: str, mode: str) -> Verdict:
         if not data:
             raise ApiError(400, f"{name}: empty image", code="invalid_image")
         if len(data) > limits.max_upload_bytes:
@@ -389,13 +405,8 @@ def create_app(
             need = limits.max_pixels  # no readable header: decoding below says what is wrong
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(limits.request_timeout_s), pixels.hold(min(need, limits.max_pixels)):
-                try:
-                    image = await run_in_threadpool(_decode, data, name)
-                except ImageLoadError as exc:
-                    raise ApiError(400, str(exc), code="invalid_image") from None
-                verdict = await batcher.submit(image, mode)
-                del image
+            async with asyncio.timeout(limits.request_timeout_s):
+                verdict = await unless_disconnected(request, _decode_and_detect(data, name, mode, need))
         except QueueFull as exc:
             raise ApiError(503, str(exc), type="overloaded_error", code="queue_full",
                            headers={"Retry-After": "1"}) from None
@@ -480,7 +491,7 @@ def create_app(
                 "or application/json with an 'image' field",
                 code="unsupported_media_type",
             )
-        verdict = await detect_bytes(data, name, mode)
+        verdict = await detect_bytes(request, data, name, mode)
         return JSONResponse(verdict.to_dict())
 
     @app.post("/v1/chat/completions")
@@ -500,7 +511,7 @@ def create_app(
             requested = "fast" if any(t.strip() == PROMPT_FAST for t in texts) else "full"
         mode = _mode(requested, "full")
         data = decode_image_field(image_url, "messages", allow_plain_base64=False)
-        verdict = await detect_bytes(data, "image_url", mode)
+        verdict = await detect_bytes(request, data, "image_url", mode)
         content = answer_text(verdict, mode)
         prompt = PROMPT_FAST if mode == "fast" else PROMPT_FULL
 
@@ -537,6 +548,31 @@ def create_app(
         })
 
     return app
+
+
+CLIENT_CLOSED = 499  # the status access logs use for "the client closed the connection first"
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone (after the body, the next ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await WORK, cancelling it when the client disconnects first: a queued request is then dropped
+    unrun (a live request waited 6.5 s behind 46 dead ones). Raises `ClientDisconnect` in that case."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+        watcher.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    raise ClientDisconnect()
 
 
 def _image_and_texts(messages: Any) -> tuple[Any, list[str]]:
