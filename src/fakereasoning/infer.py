@@ -15,23 +15,38 @@ from PIL import Image
 from fakereasoning.errors import FakeReasoningError, ImageLoadError
 from fakereasoning.fsio import check_entry, walk_files
 from fakereasoning.imageio import image_pixels, is_image_path, load_image
-from fakereasoning.paths import DEFAULT_MODEL_DIR
-from fakereasoning.schema import Verdict
+from fakereasoning.paths import resolve_model_dir
+from fakereasoning.schema import DEFAULT_MODE, Verdict
 
 MODES = ("fast", "full")
 MAX_BATCH_PIXELS = 48_000_000  # decoded pixels one detect batch holds (about 140 MB of RGB)
 
 
 def load_model(model_dir: str | os.PathLike[str] | None = None, device: str | None = None) -> Any:
-    """A `FakeReasoning` model from DIR, or the shipped default model when DIR is None."""
+    """A `FakeReasoning` model from DIR (a model folder, a `train --output` or checkpoint folder), or the
+    shipped default model when DIR is None."""
     from fakereasoning.models import FakeReasoning
 
-    path = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-    if not (path / "config.json").is_file():
-        if model_dir is None:
-            raise FakeReasoningError(f"no default model is installed at {path}; pass --model DIR")
-        raise FakeReasoningError(f"{path}: not a fakereasoning model directory (no config.json)")
-    return FakeReasoning.from_pretrained(path, device=device)
+    return FakeReasoning.from_pretrained(resolve_model_dir(model_dir), device=device)
+
+
+class LazyModel:
+    """A model that loads on its first `detect_many` (loading takes seconds; when every input turns out
+    unusable it never has to happen). The folder is resolved at once, so a wrong --model fails first."""
+
+    def __init__(self, model_dir: str | os.PathLike[str] | None = None, device: str | None = None) -> None:
+        self.path = resolve_model_dir(model_dir)
+        self.device = device
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = load_model(self.path, device=self.device)
+        return self._model
+
+    def detect_many(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model.detect_many(*args, **kwargs)
 
 
 def expand_inputs(inputs: Iterable[str]) -> Iterator[tuple[str, str | None]]:
@@ -77,7 +92,7 @@ class DetectionResult:
 
 
 def detect_paths(
-    model: Any, inputs: Sequence[str], mode: str = "fast", batch_size: int = 16, progress: bool = False,
+    model: Any, inputs: Sequence[str], mode: str = DEFAULT_MODE, batch_size: int = 16, progress: bool = False,
     max_batch_pixels: int = MAX_BATCH_PIXELS, **generate_kwargs: Any,
 ) -> Iterator[DetectionResult]:
     """Detect every input, results in input order, up to `batch_size` images per model call.

@@ -63,6 +63,11 @@ PROMPT_FULL = (
     "'this image is real' or 'this image is fake'."
 )
 PROMPT_FAST = "Is this image real or fake? Answer directly."
+# full: generate the reasoning; fast: p(fake) from one forward pass. The CLI, the server and the Python API
+# default to the same one.
+DEFAULT_MODE = "full"
+# An attribute text or caption longer than this is not a finding but a data error (a 50 MB "text" passed).
+MAX_TEXT_CHARS = 4000
 SUMMARY_TEXT = (
     "I will determine if the image is real or fake by analyzing its content and identifying forgery "
     "attributes from both low-level and high-level perspectives. I will then conclude by stating either "

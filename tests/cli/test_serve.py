@@ -24,7 +24,7 @@ def test_help_lists_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_without_a_model_the_error_says_what_to_pass(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr("fakereasoning.infer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr("fakereasoning.paths.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     assert main(["serve", "--port", "0"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--model DIR" in err and "Traceback" not in err

@@ -198,3 +198,14 @@ def test_a_fifo_is_an_error_not_a_hang(dataset: Path) -> None:
     for key in ("evaluation_sets/gigagan/extra_reasoning.json", "laion/laion_reasoning.json.fifo_reasoning.json",
                 "laion/00000/pipe.png"):
         assert errors[key] == "not a regular file (a FIFO)", key
+
+
+def test_overlong_attribute_texts_and_captions_are_errors(dataset: Path) -> None:
+    path = dataset / "laion/laion_reasoning.json"
+    mapping = json.loads(path.read_text())
+    mapping["laion/00000/000000000.jpg"]["High Image Quality"] = "x" * 5000
+    path.write_text(json.dumps(mapping))
+    write_json(dataset / "captions.json", {"laion/00000/000000001.jpg": "y" * 5000})
+    errors = _errors(dataset)
+    assert "is 5000 characters long (at most 4000)" in errors["laion/laion_reasoning.json"]
+    assert "caption is 5000 characters long" in errors["captions.json"]

@@ -90,15 +90,15 @@ def test_train_evaluate_detect_end_to_end(toy_data: Path, tmp_path: Path, capsys
     for r in rows:  # the conclusion agrees with the probability
         if not r["failed"]:
             assert ("This image is fake." in r["raw_text"]) == (r["prob_fake"] >= 0.5)
-    ev2 = tmp_path / "eval-jpeg"
-    assert main(["evaluate", "--model", str(model_dir), "--data", str(toy_data), "--out", str(ev2),
+    ev2 = tmp_path / "eval-jpeg"  # --model also takes the checkpoint folder
+    assert main(["evaluate", "--model", str(out / "checkpoints/step-0000003"), "--data", str(toy_data), "--out", str(ev2),
                  "--perturb", "jpeg:75", "--max-per-class", "2"]) == 0
     assert "jpeg:75" in (ev2 / "report.md").read_text()
     capsys.readouterr()
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     good = toy_data / "evaluation_sets/b/1_fake/f0.png"
-    code = main(["detect", str(good), str(bad), str(tmp_path / "nope*.png"), "--model", str(model_dir), "--json",
+    code = main(["detect", str(good), str(bad), str(tmp_path / "nope*.png"), "--model", str(out), "--json",
                  "--mode", "fast"])
     assert code == 1
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]

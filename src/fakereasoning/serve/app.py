@@ -47,6 +47,7 @@ from fakereasoning.fsio import JSONError, parse_json
 from fakereasoning.imageio import image_pixels, load_image
 from fakereasoning.schema import (
     AUTHENTIC_ATTRIBUTES,
+    DEFAULT_MODE,
     FORGERY_ATTRIBUTES,
     HIGH_LEVEL_ATTRIBUTES,
     PROMPT_FAST,
@@ -80,7 +81,7 @@ class ServeLimits:
     # decoded pixels held at once (decoding, queued, in the model): bounds memory, which the queue length
     # alone does not (a 6000x6000 PNG is 0.1 MB uploaded, 108 MB decoded); at least one max_pixels image
     max_pixels_in_flight: int = 72_000_000
-    default_mode: str = "full"
+    default_mode: str = DEFAULT_MODE
 
     def __post_init__(self) -> None:
         if self.default_mode not in MODES:
