@@ -16,6 +16,7 @@ from fakereasoning.errors import FakeReasoningError, ImageLoadError
 from fakereasoning.fsio import check_entry, walk_files
 from fakereasoning.imageio import image_pixels, is_image_path, load_image
 from fakereasoning.paths import resolve_model_dir
+from fakereasoning.progress import Progress
 from fakereasoning.schema import DEFAULT_MODE, Verdict
 
 MODES = ("fast", "full")
@@ -105,9 +106,7 @@ def detect_paths(
     if mode not in MODES:
         raise FakeReasoningError(f"mode must be fast or full, got {mode!r}")
     items = list(expand_inputs(inputs))
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(items), desc=f"detect ({mode})", unit="img", disable=not progress)
+    bar = Progress(len(items), f"detect ({mode})", "img", enabled=progress)
     pending: list[tuple[str, Image.Image | None, str | None, float]] = []  # name, image, error, decode ms
     held = 0  # decoded pixels in `pending`
 

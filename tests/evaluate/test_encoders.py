@@ -26,3 +26,14 @@ def test_minilm_refuses_a_folder_with_only_pickled_weights(tmp_path: Path, monke
     with pytest.raises(Exception) as err:
         MiniLMEncoder(folder)
     assert not isinstance(err.value, AssertionError), err.value
+
+
+def test_loading_the_encoder_draws_no_transformers_bar(capfd: pytest.CaptureFixture[str]) -> None:
+    from transformers.utils import logging as hf_logging
+
+    from fakereasoning.evaluate.encoders import load_encoder
+
+    hf_logging.enable_progress_bar()
+    capfd.readouterr()
+    load_encoder("minilm")
+    assert "Loading weights" not in capfd.readouterr().err

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from fakereasoning.data.mmfr import validate
 
-    report = validate(args.root, decode=not args.no_decode, jobs=args.jobs, progress=not args.json and sys.stderr.isatty())
+    report = validate(args.root, decode=not args.no_decode, jobs=args.jobs, progress=not args.json)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
         return 0 if report.ok else 1

@@ -48,7 +48,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     failed = 0
     kwargs = {"max_new_tokens": args.max_new_tokens} if args.mode == "full" else {}
     for result in detect_paths(model, args.inputs, mode=args.mode, batch_size=args.batch_size,
-                               progress=not args.json and sys.stderr.isatty(), **kwargs):
+                               progress=True, **kwargs):
         record = result.to_dict()
         failed += result.error is not None
         if args.json:  # the record for programs on stdout, the line for people on stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from fakereasoning.cli._args import positive_int, print_evaluation_summary
@@ -58,6 +57,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         device = str(distributed_state().device)
     model = LazyModel(args.model, device=device)  # loads once the dataset has given images to score
-    metrics = evaluate(model, args.data, args.out, options, progress=sys.stderr.isatty())
+    metrics = evaluate(model, args.data, args.out, options, progress=True)
     print_evaluation_summary(metrics, args.out)
     return 0

@@ -38,6 +38,7 @@ from fakereasoning.fsio import (
     walk_files,
 )
 from fakereasoning.imageio import is_image_path, load_image
+from fakereasoning.progress import Progress
 from fakereasoning.schema import (
     ATTRIBUTES,
     LABEL_FOLDERS,
@@ -504,16 +505,16 @@ def validate(
     records = list(index.records())
     decodable: set[str] = set()
     if decode and records:
-        from tqdm import tqdm
-
         workers = jobs or min(8, (os.cpu_count() or 1) * 2)
+        bar = Progress(len(records), "decoding", "img", enabled=progress)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_decode_one, records)
-            for key, error in tqdm(results, total=len(records), desc="decoding", unit="img", disable=not progress):
+            for key, error in pool.map(_decode_one, records):
+                bar.update()
                 if error is None:
                     decodable.add(key)
                 else:
                     problems.append(Problem("error", key, f"image does not decode: {error}"))
+        bar.close()
     elif not decode:
         decodable = {r.key for r in records}
     order = {"error": 0, "warning": 1}

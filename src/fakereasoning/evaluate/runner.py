@@ -23,6 +23,7 @@ from fakereasoning.evaluate.perturb import Perturbation, compose
 from fakereasoning.evaluate.report import write_report
 from fakereasoning.fsio import staged_dir
 from fakereasoning.imageio import load_image
+from fakereasoning.progress import Progress
 from fakereasoning.schema import parse_cot
 
 OUTPUT_SIGNATURE = "metrics.json"  # every evaluation output set holds it
@@ -90,13 +91,11 @@ def _load(record: ImageRecord, perturb: Callable[[Image.Image, str], Image.Image
 def run_predictions(model: Any, records: Sequence[ImageRecord], options: EvalOptions, rank: int = 0,
                     world: int = 1, progress: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     """Predict this process's shard; returns (rows with their global index in `_index`, errors)."""
-    from tqdm import tqdm
-
     perturb = compose(list(options.perturbations))
     mine = list(range(rank, len(records), world))
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
-    bar = tqdm(total=len(mine), desc=f"evaluate ({options.mode})", unit="img", disable=not progress)
+    bar = Progress(len(mine), f"evaluate ({options.mode})", "img", enabled=progress)
     for start in range(0, len(mine), options.batch_size):
         chunk = mine[start : start + options.batch_size]
         images, kept = [], []
