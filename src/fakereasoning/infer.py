@@ -46,6 +46,10 @@ class LazyModel:
             self._model = load_model(self.path, device=self.device)
         return self._model
 
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
     def detect_many(self, *args: Any, **kwargs: Any) -> Any:
         return self.model.detect_many(*args, **kwargs)
 

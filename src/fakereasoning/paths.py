@@ -20,6 +20,7 @@ def cache_dir() -> Path:
 
 MODEL_CONFIG = "config.json"  # what every saved model folder holds (FakeReasoning and baselines alike)
 MODEL_SUBDIR = "model"  # where `train --output` and each checkpoint keep their model
+MODEL_CARD = "MODEL_CARD.md"  # what a model folder may say about its limits (the shipped one does)
 _SHOWN = 10
 
 

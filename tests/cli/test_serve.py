@@ -55,3 +55,42 @@ def test_bad_mode_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["serve", "--default-mode", "slow"])
     assert exc.value.code == 2
+
+
+def test_one_access_line_per_request_on_stderr(capfd) -> None:
+    import logging.config
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from fakereasoning.cli.serve import log_config
+    from fakereasoning.serve import create_app
+
+    from ..serve.conftest import StubDetector
+
+    logging.config.dictConfig(log_config("info"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(StubDetector()), log_config=None, log_level="info"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        capfd.readouterr()
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        assert httpx.get(base + "/healthz").status_code == 200
+        assert httpx.get(base + "/v1/models").status_code == 200
+        time.sleep(0.2)
+        captured = capfd.readouterr()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    lines = [ln for ln in captured.err.splitlines() if '"GET /' in ln]
+    assert len(lines) == 2 and '"GET /healthz HTTP/1.1" 200' in lines[0]
+    assert '"GET' not in captured.out

@@ -336,3 +336,17 @@ def test_allowed_hosts_block_other_host_names(stub_detector) -> None:
         # A rebinding page's request carries its own domain: refused before anything runs.
         assert_error(c.get("/healthz", headers={"host": "attacker.example:8000"}), 400, "invalid_host")
         assert_error(c.post("/v1/detect", headers={"host": "127.0.0.1.attacker.example"}, json={}), 400, "invalid_host")
+
+
+def test_model_card_is_served_and_the_page_carries_the_limits(stub_detector) -> None:
+    from fakereasoning.schema import LIMITS_NOTE
+
+    with TestClient(create_app(stub_detector())) as plain:
+        assert plain.get("/model-card").status_code == 404
+        assert json.dumps(LIMITS_NOTE)[1:-1] in plain.get("/").text
+    carded = stub_detector()
+    carded.model_card = "# Model card\nLimits: many."
+    with TestClient(create_app(carded)) as client:
+        r = client.get("/model-card")
+        assert r.status_code == 200 and r.text.startswith("# Model card")
+        assert r.headers["content-type"].startswith("text/plain")

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from fakereasoning.cli._args import positive_int
-from fakereasoning.schema import DEFAULT_MODE, FORGERY_ATTRIBUTES
+from fakereasoning.paths import MODEL_CARD
+from fakereasoning.schema import DEFAULT_MODE, FORGERY_ATTRIBUTES, LIMITS_NOTE, prob_words
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _readable(record: dict) -> str:
-    lines = [f"{record['image']}", f"  verdict: {record['label'].upper()}  (p(fake) = {record['prob_fake']:.3f})"]
+    lines = [f"{record['image']}",
+             f"  verdict: {record['label'].upper()}  (p(fake) = {record['prob_fake']:.3f}: {prob_words(record['prob_fake'])})"]
     if record.get("caption"):
         lines.append(f"  caption: {record['caption']}")
     for name, text in (record.get("attributes") or {}).items():
@@ -57,4 +59,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
             print(_readable(record), flush=True)
         if result.error is not None:  # readable mode: once, on stderr
             print(f"fakereasoning: error: {result.error}", file=sys.stderr, flush=True)
+    if not args.json and model.loaded:  # what the verdicts above are worth, once
+        card = model.path / MODEL_CARD
+        where = f"model card: {card}" if card.is_file() else f"this model has no {MODEL_CARD}"
+        print(f"note: {LIMITS_NOTE} ({where})")
     return 1 if failed else 0

@@ -104,12 +104,26 @@ def run(args: argparse.Namespace) -> int:
         port = sock.getsockname()[1]
         shown = f"[{args.host}]" if ":" in args.host else args.host
         print(f"fakereasoning: serving {detector.model_id} at http://{shown}:{port}/", file=sys.stderr, flush=True)
-        config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(app, log_level=args.log_level, log_config=log_config(args.log_level),
+                                timeout_graceful_shutdown=5)
         _run_until_stopped(uvicorn.Server(config), sock)
     finally:
         sock.close()
     print("fakereasoning: server stopped", file=sys.stderr)
     return 0
+
+
+def log_config(level: str) -> dict:
+    """uvicorn's logging, with its access log (one line per request) on stderr beside every other
+    server line instead of alone on stdout, and the server's own lines (disconnects) at LEVEL too."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["fakereasoning"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -50,6 +50,8 @@ from fakereasoning.schema import (
     DEFAULT_MODE,
     FORGERY_ATTRIBUTES,
     HIGH_LEVEL_ATTRIBUTES,
+    LIMITS_NOTE,
+    PROB_WORDS,
     PROMPT_FAST,
     PROMPT_FULL,
     Verdict,
@@ -291,6 +293,8 @@ def _load_page() -> tuple[str, str]:
         "high_level": sorted(HIGH_LEVEL_ATTRIBUTES),
         "modes": list(MODES),
         "version": __version__,
+        "prob_words": [list(band) for band in PROB_WORDS],
+        "limits_note": LIMITS_NOTE,
     }
     html = html.replace(_SCHEMA_PLACEHOLDER, json.dumps(schema).replace("<", "\\u003c"))
 
@@ -432,6 +436,14 @@ def create_app(
             "Cache-Control": "no-store",
         }
         return HTMLResponse(page_html, headers=headers)
+
+    @app.get("/model-card", include_in_schema=False)
+    async def model_card_page() -> Response:
+        text = getattr(detector, "model_card", None)
+        if not text:
+            raise ApiError(404, f"model {detector.model_id!r} has no model card", type="not_found_error")
+        return Response(text, media_type="text/plain; charset=utf-8",  # shown, not downloaded
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
