@@ -98,3 +98,18 @@ def test_to_cot_wrong_types_are_errors_too(tmp_path: Path, capsys: pytest.Captur
     assert not out.exists()
     err = capsys.readouterr().err
     assert "expected a JSON object" in err and "expected an object of attribute -> text" in err
+
+
+def test_validate_and_stats_count_annotations_the_same_way(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    root = released_layout(tmp_path / "d")
+    (root / "laion/00000/000000001.jpg").write_bytes(b"broken")  # undecodable, still annotated
+    capsys.readouterr()
+    main(["data", "validate", str(root), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert main(["data", "stats", str(root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    train = sum(r["annotations"] for r in rows if r["split"] == "train")
+    assert train == report["train"]["annotations"] == 7
+    for name, counts in report["evaluation_sets"].items():
+        assert counts["annotations"] == next(r["annotations"] for r in rows if r["set"] == name)

@@ -73,6 +73,9 @@ def test_train_evaluate_detect_end_to_end(toy_data: Path, tmp_path: Path, capsys
     assert main(["train", "--data", str(toy_data), "--output", str(out), "--max-steps", "3", *SMALL]) == 0
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 3 and summary["heldout_images"] > 0
+    usage = (Path(__file__).resolve().parents[2] / "docs/usage.md").read_text()
+    undocumented = [p.name for p in out.iterdir() if f"`OUT/{p.name}" not in usage]
+    assert undocumented == [], f"docs/usage.md does not list what train wrote: {undocumented}"
     model_dir = out / "model"
     ev = tmp_path / "eval"
     assert main(["evaluate", "--model", str(model_dir), "--data", str(toy_data), "--out", str(ev),

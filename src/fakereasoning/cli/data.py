@@ -100,12 +100,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
-    header = f"{'split':<6} {'set':<24} {'images':>7} {'real':>6} {'fake':>6} {'annot.':>7}  attribute frequency"
+    header = (f"{'split':<6} {'set':<24} {'images':>7} {'real':>6} {'fake':>6} {'annotated':>9} {'annotations':>11}"
+              "  attribute frequency")
     print(header)
     print("-" * len(header))
     for r in rows:
         freq = ", ".join(f"{_SHORT[a]}={n}" for a, n in r["attributes"].items()) or "-"
-        print(f"{r['split']:<6} {r['set']:<24} {r['images']:>7} {r['real']:>6} {r['fake']:>6} {r['annotated']:>7}  {freq}")
+        print(f"{r['split']:<6} {r['set']:<24} {r['images']:>7} {r['real']:>6} {r['fake']:>6} {r['annotated']:>9} "
+              f"{r['annotations']:>11}  {freq}")
     legend = "; ".join(f"{v}={k}" for k, v in _SHORT.items())
     print(f"\nattributes: {legend}")
     return 0

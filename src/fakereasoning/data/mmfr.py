@@ -463,14 +463,7 @@ class ValidationReport:
 
     def _counts(self, records: list[ImageRecord]) -> dict[str, int]:
         real = sum(1 for r in records if r.label == "real")
-        annotations = sum(
-            1
-            for r in records
-            if r.key in self.decodable and r.attributes
-            for name, text in r.attributes.items()
-            if text is not None and name in ATTRIBUTES
-        )
-        return {"real": real, "fake": len(records) - real, "annotations": annotations}
+        return {"real": real, "fake": len(records) - real, "annotations": count_annotations(records)}
 
     def to_dict(self) -> dict[str, Any]:
         conversations = self.index.conversations
@@ -523,6 +516,12 @@ def validate(
 
 
 # --- Summaries ------------------------------------------------------------------------------------------
+def count_annotations(records: Iterable[ImageRecord]) -> int:
+    """Attribute texts (non-null findings) of the records: what `data validate` and `data stats` both count
+    as annotations (an image that does not decode is an error of its own, its annotations still count)."""
+    return sum(1 for r in records for name, text in (r.attributes or {}).items() if text and name in ATTRIBUTES)
+
+
 def summarize(index: MMFRIndex) -> list[dict[str, Any]]:
     """One row per training part and evaluation set: image counts and attribute frequencies."""
     groups: dict[tuple[str, str], list[ImageRecord]] = {}
@@ -543,7 +542,8 @@ def summarize(index: MMFRIndex) -> list[dict[str, Any]]:
                 "images": len(recs),
                 "real": real,
                 "fake": len(recs) - real,
-                "annotated": sum(r.attributes is not None for r in recs),
+                "annotated": sum(r.attributes is not None for r in recs),  # images with an entry
+                "annotations": count_annotations(recs),  # attribute texts, as `data validate` counts
                 "attributes": {a: freq[a] for a in ATTRIBUTES if freq[a]},
             }
         )
