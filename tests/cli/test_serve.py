@@ -35,7 +35,7 @@ def test_a_missing_model_directory_is_named(tmp_path: Path, capsys) -> None:
     assert str(tmp_path / "nope") in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags", [["--max-queue", "0"], ["--max-pixels", "-5"], ["--timeout", "0"], ["--port", "70000"]])
+@pytest.mark.parametrize("flags", [["--max-queue", "0"], ["--max-pixels", "-5"], ["--max-pixels-in-flight", "0"], ["--timeout", "0"], ["--port", "70000"]])
 def test_invalid_limits_exit_1(flags: list[str], capsys) -> None:
     assert main(["serve", *flags]) == 1
     assert "error" in capsys.readouterr().err

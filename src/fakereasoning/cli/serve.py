@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest encoded image (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=36_000_000, help="largest decoded image (default: %(default)s)")
+    p.add_argument("--max-pixels-in-flight", type=int, default=72_000_000,
+                   help="decoded pixels held at once, over all requests; more wait (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond this get 503 (default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=8, help="fast-mode micro-batch size (default: %(default)s)")
     p.add_argument("--max-batch-full", type=int, default=1, help="full-mode batch size (default: %(default)s)")
@@ -78,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         limits = ServeLimits(
             max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
             max_pixels=args.max_pixels,
+            max_pixels_in_flight=args.max_pixels_in_flight,
             max_queue=args.max_queue,
             max_batch_fast=args.max_batch,
             max_batch_full=args.max_batch_full,
