@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from fakereasoning.cli import main
-from fakereasoning.infer import load_model
 from fakereasoning.paths import DEFAULT_MODEL_DIR
 from fakereasoning.schema import parse_cot
 
@@ -24,7 +23,9 @@ def test_shipped_files_are_safetensors_json_and_small() -> None:
 
 @pytest.fixture(scope="module")
 def model():  # type: ignore[no-untyped-def]
-    return load_model(None)
+    from fakereasoning import FakeReasoning
+
+    return FakeReasoning.from_pretrained()  # no argument: the shipped model
 
 
 def test_default_model_detects_fast_and_full(model) -> None:  # type: ignore[no-untyped-def]

@@ -1,12 +1,18 @@
-"""File writing that never leaves half a file, and path checks that keep keys inside a root."""
+"""File writing that never leaves half a file, and path checks that keep keys and walks inside a root."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 
 def _umask() -> int:
@@ -25,6 +31,31 @@ def staging_dir(target: str | os.PathLike[str]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp.chmod(0o777 & ~_umask())
     return tmp
+
+
+@contextmanager
+def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a whole folder in a staging folder beside TARGET, then swap it in on success.
+
+    Readers see the old set of files or the new one, never new files beside old ones (a kill during the
+    writes leaves TARGET untouched and a hidden `.NAME.*.tmp` folder). On an error the staging folder
+    is removed and TARGET is kept.
+    """
+    target = Path(target)
+    tmp = staging_dir(target)
+    try:
+        yield tmp
+        share_files(tmp)
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def share_files(folder: str | os.PathLike[str]) -> None:
@@ -60,6 +91,38 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None
     atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
+class JSONError(ValueError):
+    """JSON that cannot be used; the message says why and where (never a bare parser exception)."""
+
+
+def parse_json(text: str | bytes, **kwargs: Any) -> Any:
+    """`json.loads` whose every failure is a `JSONError`: malformed text (line and column), nesting too
+    deep, and numbers Python refuses (an integer of over 4300 digits raises a plain ValueError)."""
+    try:
+        return json.loads(text, **kwargs)
+    except json.JSONDecodeError as exc:
+        raise JSONError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise JSONError(f"malformed JSON: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise JSONError("malformed JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise JSONError(f"malformed JSON: {str(exc).split(': value has')[0]}") from None
+
+
+def read_text_file(path: str | os.PathLike[str]) -> str:
+    """A UTF-8 text file, refusing anything but a regular file: opening a FIFO would block for ever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return fh.read().decode("utf-8")
+
+
+MAX_NAME_BYTES = 255  # NAME_MAX of Linux and macOS file systems
+MAX_PATH_BYTES = 4096  # PATH_MAX
+
+
 class UnsafePathError(ValueError):
     """A relative path from data (a JSON key, a custom_id) that is absolute or escapes its root."""
 
@@ -75,6 +138,11 @@ def check_relative(key: str) -> PurePosixPath:
     parts = PurePosixPath(key.replace("\\", "/")).parts
     if any(p == ".." for p in parts):
         raise UnsafePathError(f"path {key!r} escapes its root with '..'")
+    # what the file system would refuse anyway, with an OSError that names no file
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for p in parts):
+        raise UnsafePathError(f"path {key[:80]!r}... has a name longer than {MAX_NAME_BYTES} bytes")
+    if len(key.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise UnsafePathError(f"path {key[:80]!r}... is longer than {MAX_PATH_BYTES} bytes")
     return PurePosixPath(*parts)
 
 
@@ -86,3 +154,81 @@ def safe_join(root: str | os.PathLike[str], key: str) -> Path:
     if full != base and base not in full.parents:
         raise UnsafePathError(f"path {key!r} resolves outside {base}")
     return Path(root) / rel
+
+
+# --- the checked walk: how every reader lists a dataset folder ------------------------------------------
+@dataclass(frozen=True)
+class Entry:
+    """One listed path: a usable file or folder, or (kind None) why it cannot be used."""
+
+    path: Path  # as listed (below the folder given, never resolved), so keys stay relative to the root
+    kind: Literal["file", "dir"] | None
+    problem: str | None = None
+
+
+def _inside(path: Path, base: Path) -> bool:
+    return path == base or base in path.parents
+
+
+def check_entry(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Entry:
+    """Classify one path without reading it: a regular file, a folder, or a problem (a symbolic link
+    loop, a broken link, a link leading outside ROOT, a FIFO, socket or device, which would block a
+    reader or smuggle in data from elsewhere). ROOT None: links may lead anywhere."""
+    path = Path(path)
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            try:
+                target = path.resolve(strict=True)
+            except FileNotFoundError:
+                return Entry(path, None, f"broken symbolic link (to {os.readlink(path)})")
+            except (OSError, RuntimeError) as exc:
+                if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+                    return Entry(path, None, "symbolic link loop")
+                raise
+            if root is not None and not _inside(target, Path(root).resolve()):
+                return Entry(path, None, f"symbolic link leads outside the dataset root (to {target})")
+            info = os.stat(path)
+    except OSError as exc:
+        return Entry(path, None, f"cannot read ({exc.strerror or exc})")
+    if stat.S_ISDIR(info.st_mode):
+        return Entry(path, "dir")
+    if stat.S_ISREG(info.st_mode):
+        return Entry(path, "file")
+    kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+    return Entry(path, None, f"not a regular file ({kind})")
+
+
+def list_dir(folder: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> list[Entry]:
+    """The entries of FOLDER in sorted order, hidden ones (`.name`) skipped, each `check_entry`-ed."""
+    folder = Path(folder)
+    try:
+        names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+    except OSError as exc:
+        return [Entry(folder, None, f"cannot list folder ({exc.strerror or exc})")]
+    return [check_entry(folder / n, root) for n in names]
+
+
+def walk_files(folder: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Iterator[Entry]:
+    """Every file below FOLDER, depth first in sorted order, plus the entries that cannot be used (with
+    their problem). Links are followed only where `check_entry` allows; a folder reached twice (a link to
+    an ancestor) is reported once as a loop instead of being walked forever."""
+    seen: set[tuple[int, int]] = set()
+
+    def walk(directory: Path) -> Iterator[Entry]:
+        try:
+            info = os.stat(directory)
+        except OSError as exc:
+            yield Entry(directory, None, f"cannot read ({exc.strerror or exc})")
+            return
+        if (info.st_dev, info.st_ino) in seen:
+            yield Entry(directory, None, "symbolic link loop (folder already walked)")
+            return
+        seen.add((info.st_dev, info.st_ino))
+        for entry in list_dir(directory, root):
+            if entry.kind == "dir":
+                yield from walk(entry.path)
+            else:
+                yield entry
+
+    yield from walk(Path(folder))

@@ -137,6 +137,23 @@ def decode_image_bytes(data: bytes, label: str, *, max_pixels: int = DEFAULT_MAX
         raise ImageLoadError(label, f"corrupt image data ({exc.__class__.__name__}: {exc})") from None
 
 
+def image_pixels(source: str | os.PathLike[str] | bytes, label: str | None = None) -> int:
+    """Width x height from the header alone (nothing is decoded), to budget memory before decoding.
+
+    Raises `ImageLoadError` when there is no readable header; `load_image` then gives the full check."""
+    label = label or (str(source) if not isinstance(source, bytes | bytearray | memoryview) else "<bytes>")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            fp = io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
+            with Image.open(fp) as img:
+                width, height = img.size
+    except (OSError, ValueError, SyntaxError, TypeError, IndexError, struct.error, EOFError,
+            Image.DecompressionBombError) as exc:
+        raise ImageLoadError(label, f"not a recognised image ({exc.__class__.__name__})") from None
+    return max(0, width) * max(0, height)
+
+
 def load_image_array(source: str | os.PathLike[str] | bytes, **kwargs: object) -> np.ndarray:
     """`load_image` as a `uint8` array of shape (H, W, 3)."""
     return np.asarray(load_image(source, **kwargs))  # type: ignore[arg-type]

@@ -63,6 +63,30 @@ PROMPT_FULL = (
     "'this image is real' or 'this image is fake'."
 )
 PROMPT_FAST = "Is this image real or fake? Answer directly."
+# full: generate the reasoning; fast: p(fake) from one forward pass. The CLI, the server and the Python API
+# default to the same one.
+DEFAULT_MODE = "full"
+# What a verdict is worth, said the same way by readable `detect` and the web page. p(fake) is calibrated
+# (temperature fitted on held-out images) only for images like the model's training data: the words say
+# how strong the evidence is there, and the note says where it ends.
+PROB_WORDS: tuple[tuple[float, str], ...] = (
+    (0.1, "very likely real"),
+    (0.3, "likely real"),
+    (0.7, "uncertain"),
+    (0.9, "likely fake"),
+    (1.01, "very likely fake"),
+)
+LIMITS_NOTE = ("p(fake) is calibrated only for images like the model's training data; on images from other "
+               "generators expect it near chance. Read the model card before relying on a verdict.")
+
+
+def prob_words(prob_fake: float) -> str:
+    """The words for a p(fake) (PROB_WORDS), e.g. 0.95 -> "very likely fake"."""
+    return next(words for bound, words in PROB_WORDS if prob_fake < bound)
+
+
+# An attribute text or caption longer than this is not a finding but a data error (a 50 MB "text" passed).
+MAX_TEXT_CHARS = 4000
 SUMMARY_TEXT = (
     "I will determine if the image is real or fake by analyzing its content and identifying forgery "
     "attributes from both low-level and high-level perspectives. I will then conclude by stating either "

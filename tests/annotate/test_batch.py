@@ -141,3 +141,12 @@ def test_prepare_refuses_bad_settings(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(AnnotateError, match="not a directory"):
         prepare(jobs, tmp_path / "file", progress=False)
+
+
+def test_a_link_out_of_the_folder_is_refused_not_sent(tmp_path: Path) -> None:
+    set_dir = tmp_path / "ROOT" / "evaluation_sets" / "sd"
+    make_set(set_dir)
+    make_png(tmp_path / "private.png", (1, 2, 3))
+    (set_dir / "1_fake" / "f9.png").symlink_to(tmp_path / "private.png")
+    with pytest.raises(AnnotateError, match="f9.png: symbolic link leads outside"):
+        plan_images([set_dir])

@@ -64,3 +64,52 @@ def test_console_script_debug_shows_traceback(tmp_path: Path) -> None:
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
     debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True, timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_to_cot_refuses_to_write_when_annotations_have_errors(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    root = released_layout(tmp_path / "d")
+    cot = root / "forgery_reasoning_cot.json"
+    good = cot.read_text()
+    (root / "diffusiondb/diffusiondb_reasoning.json").write_text("{not json")
+    (root / "laion/laion_reasoning.json").write_bytes(b"\xff\xfe not utf-8")
+    capsys.readouterr()
+    assert main(["data", "to-cot", str(root), "--out", str(cot)]) == 1
+    err = capsys.readouterr().err
+    assert "diffusiondb/diffusiondb_reasoning.json: malformed JSON at line 1" in err
+    assert "laion/laion_reasoning.json: malformed JSON: not UTF-8" in err
+    assert "nothing written" in err and "Traceback" not in err
+    assert cot.read_text() == good
+    # --allow-errors converts what is readable, but never empties a file that holds conversations
+    assert main(["data", "to-cot", str(root), "--out", str(cot), "--allow-errors"]) == 1
+    assert "not replaced with an empty list" in capsys.readouterr().err
+    assert cot.read_text() == good
+    (root / "laion/laion_reasoning.json").write_text('{"laion/00000/000000000.jpg": {"High Image Quality": "sharp"}}')
+    assert main(["data", "to-cot", str(root), "--out", str(cot), "--allow-errors"]) == 0
+    assert [c["image"] for c in json.loads(cot.read_text())] == ["laion/00000/000000000.jpg"]
+
+
+def test_to_cot_wrong_types_are_errors_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = released_layout(tmp_path / "d")
+    (root / "diffusiondb/diffusiondb_reasoning.json").write_text("[1, 2]")
+    (root / "laion/laion_reasoning.json").write_text('{"laion/00000/000000000.jpg": 12}')
+    out = tmp_path / "cot.json"
+    assert main(["data", "to-cot", str(root), "--out", str(out)]) == 1
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert "expected a JSON object" in err and "expected an object of attribute -> text" in err
+
+
+def test_validate_and_stats_count_annotations_the_same_way(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    root = released_layout(tmp_path / "d")
+    (root / "laion/00000/000000001.jpg").write_bytes(b"broken")  # undecodable, still annotated
+    capsys.readouterr()
+    main(["data", "validate", str(root), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert main(["data", "stats", str(root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    train = sum(r["annotations"] for r in rows if r["split"] == "train")
+    assert train == report["train"]["annotations"] == 7
+    for name, counts in report["evaluation_sets"].items():
+        assert counts["annotations"] == next(r["annotations"] for r in rows if r["set"] == name)

@@ -24,7 +24,7 @@ def test_help_lists_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_without_a_model_the_error_says_what_to_pass(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr("fakereasoning.infer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr("fakereasoning.paths.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     assert main(["serve", "--port", "0"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--model DIR" in err and "Traceback" not in err
@@ -35,7 +35,7 @@ def test_a_missing_model_directory_is_named(tmp_path: Path, capsys) -> None:
     assert str(tmp_path / "nope") in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags", [["--max-queue", "0"], ["--max-pixels", "-5"], ["--timeout", "0"], ["--port", "70000"]])
+@pytest.mark.parametrize("flags", [["--max-queue", "0"], ["--max-pixels", "-5"], ["--max-pixels-in-flight", "0"], ["--timeout", "0"], ["--port", "70000"]])
 def test_invalid_limits_exit_1(flags: list[str], capsys) -> None:
     assert main(["serve", *flags]) == 1
     assert "error" in capsys.readouterr().err
@@ -55,3 +55,42 @@ def test_bad_mode_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["serve", "--default-mode", "slow"])
     assert exc.value.code == 2
+
+
+def test_one_access_line_per_request_on_stderr(capfd) -> None:
+    import logging.config
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from fakereasoning.cli.serve import log_config
+    from fakereasoning.serve import create_app
+
+    from ..serve.conftest import StubDetector
+
+    logging.config.dictConfig(log_config("info"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(StubDetector()), log_config=None, log_level="info"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        capfd.readouterr()
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        assert httpx.get(base + "/healthz").status_code == 200
+        assert httpx.get(base + "/v1/models").status_code == 200
+        time.sleep(0.2)
+        captured = capfd.readouterr()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    lines = [ln for ln in captured.err.splitlines() if '"GET /' in ln]
+    assert len(lines) == 2 and '"GET /healthz HTTP/1.1" 200' in lines[0]
+    assert '"GET' not in captured.out

@@ -129,3 +129,83 @@ def test_write_reasoning_json_round_trip(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_reasoning_json(path, {"a.png": {"Nope": "x"}})
     assert [r["annotated"] for r in summarize(scan(tmp_path))] == [1]
+
+
+# --- the checked walk: links and special files ----------------------------------------------------------
+def _errors(root: Path) -> dict[str, str]:
+    return {p["path"]: p["message"] for p in _problems(root) if p["severity"] == "error"}
+
+
+def test_links_leading_outside_the_root_are_errors_and_never_read(dataset: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    write_image(outside / "secret.png", seed=99)
+    write_image(outside / "set/0_real/r.png", seed=98)
+    write_image(outside / "set/1_fake/f.png", seed=97)
+    write_image(outside / "part/img.png", seed=96)
+    (dataset / "laion/00000/escape.png").symlink_to(outside / "secret.png")
+    (dataset / "evaluation_sets/gigagan/1_fake/escape.png").symlink_to(outside / "secret.png")
+    (dataset / "evaluation_sets/linked").symlink_to(outside / "set", target_is_directory=True)
+    (dataset / "linkedpart").symlink_to(outside / "part", target_is_directory=True)
+    errors = _errors(dataset)
+    for key in ("laion/00000/escape.png", "evaluation_sets/gigagan/1_fake/escape.png", "evaluation_sets/linked",
+                "linkedpart"):
+        assert "outside the dataset root" in errors[key], key
+    index = scan(dataset)
+    assert not any("escape" in r.key or "linked" in r.key for r in index.records())
+    assert "linked" not in index.evaluation_sets
+    from fakereasoning.data.cot import build_conversations
+
+    assert all("escape" not in c["image"] for c in build_conversations(index))
+
+
+def test_a_linked_evaluation_sets_folder_is_invalid(dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.move(dataset / "evaluation_sets", tmp_path / "elsewhere")
+    (dataset / "evaluation_sets").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    report = validate(dataset)
+    assert not report.ok
+    assert "outside the dataset root" in _errors(dataset)["evaluation_sets"]
+    assert report.index.evaluation_sets == {}
+
+
+def test_links_inside_the_root_are_followed_and_loops_reported(dataset: Path) -> None:
+    (dataset / "laion/00000/again.jpg").symlink_to(dataset / "laion/00000/000000000.jpg")
+    (dataset / "laion/00000/loop.jpg").symlink_to(dataset / "laion/00000/loop.jpg")
+    (dataset / "laion/00000/gone.jpg").symlink_to(dataset / "laion/00000/missing.jpg")
+    (dataset / "laion/00000/up").symlink_to(dataset / "laion", target_is_directory=True)
+    errors = _errors(dataset)
+    assert errors["laion/00000/loop.jpg"] == "symbolic link loop"
+    assert errors["laion/00000/gone.jpg"].startswith("broken symbolic link")
+    assert "loop" in errors["laion/00000/up"]
+    keys = scan(dataset).by_key()
+    assert "laion/00000/again.jpg" in keys and keys["laion/00000/again.jpg"].label == "real"
+
+
+def test_a_fifo_is_an_error_not_a_hang(dataset: Path) -> None:
+    import os
+    import threading
+
+    os.mkfifo(dataset / "evaluation_sets/gigagan/extra_reasoning.json")
+    os.mkfifo(dataset / "laion/laion_reasoning.json.fifo_reasoning.json")
+    os.mkfifo(dataset / "laion/00000/pipe.png")
+    result: list[dict[str, str]] = []
+    worker = threading.Thread(target=lambda: result.append(_errors(dataset)), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "validate blocked on a FIFO"
+    errors = result[0]
+    for key in ("evaluation_sets/gigagan/extra_reasoning.json", "laion/laion_reasoning.json.fifo_reasoning.json",
+                "laion/00000/pipe.png"):
+        assert errors[key] == "not a regular file (a FIFO)", key
+
+
+def test_overlong_attribute_texts_and_captions_are_errors(dataset: Path) -> None:
+    path = dataset / "laion/laion_reasoning.json"
+    mapping = json.loads(path.read_text())
+    mapping["laion/00000/000000000.jpg"]["High Image Quality"] = "x" * 5000
+    path.write_text(json.dumps(mapping))
+    write_json(dataset / "captions.json", {"laion/00000/000000001.jpg": "y" * 5000})
+    errors = _errors(dataset)
+    assert "is 5000 characters long (at most 4000)" in errors["laion/laion_reasoning.json"]
+    assert "caption is 5000 characters long" in errors["captions.json"]

@@ -80,13 +80,13 @@ def test_detect_paths_bytes_and_errors(tiny_model, images, tmp_path):
     images[0].save(path)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    v = tiny_model.detect(path)
+    v = tiny_model.detect(path, mode="fast")
     assert v.image == str(path) and v.raw_text == schema.fast_answer(v.label)
     assert v.to_dict()["schema"] == schema.VERDICT_SCHEMA
-    assert tiny_model.detect(path.read_bytes()).prob_fake == pytest.approx(v.prob_fake, abs=1e-6)
+    assert tiny_model.detect(path.read_bytes(), mode="fast").prob_fake == pytest.approx(v.prob_fake, abs=1e-6)
     with pytest.raises(ImageLoadError, match="bad.png"):
-        tiny_model.detect_many([path, bad])
-    out = tiny_model.detect_many([path, bad, images[1]], on_error="none", batch_size=2)
+        tiny_model.detect_many([path, bad], mode="fast")
+    out = tiny_model.detect_many([path, bad, images[1]], mode="fast", on_error="none", batch_size=2)
     assert out[1] is None and out[0].prob_fake == pytest.approx(v.prob_fake, abs=1e-6) and out[2] is not None
 
 

@@ -187,6 +187,8 @@ def test_body_over_the_limit_is_413_by_header_and_by_stream(stub_detector) -> No
         ({"json": {"image": "data:image/png,rawbytes"}}, 400, "invalid_image"),
         ({"json": {"image": "https://example.com/cat.png"}}, 400, "remote_url_refused"),
         ({"json": {"image": "aGVsbG8=", "mode": "slow"}}, 400, None),
+        ({"content": b'{"image": ' + b"9" * 5000 + b"}", "headers": {"content-type": "application/json"}},
+         400, "invalid_json"),
         ({"files": {"other": ("x.png", b"x", "image/png")}}, 400, None),
         ({"content": b"--zz\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=zz"}}, 400, None),
         ({"content": b"x", "headers": {"content-type": "multipart/form-data"}}, 400, None),
@@ -334,3 +336,17 @@ def test_allowed_hosts_block_other_host_names(stub_detector) -> None:
         # A rebinding page's request carries its own domain: refused before anything runs.
         assert_error(c.get("/healthz", headers={"host": "attacker.example:8000"}), 400, "invalid_host")
         assert_error(c.post("/v1/detect", headers={"host": "127.0.0.1.attacker.example"}, json={}), 400, "invalid_host")
+
+
+def test_model_card_is_served_and_the_page_carries_the_limits(stub_detector) -> None:
+    from fakereasoning.schema import LIMITS_NOTE
+
+    with TestClient(create_app(stub_detector())) as plain:
+        assert plain.get("/model-card").status_code == 404
+        assert json.dumps(LIMITS_NOTE)[1:-1] in plain.get("/").text
+    carded = stub_detector()
+    carded.model_card = "# Model card\nLimits: many."
+    with TestClient(create_app(carded)) as client:
+        r = client.get("/model-card")
+        assert r.status_code == 200 and r.text.startswith("# Model card")
+        assert r.headers["content-type"].startswith("text/plain")

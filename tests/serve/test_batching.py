@@ -126,3 +126,19 @@ def test_closing_the_batcher_refuses_new_work(stub_detector) -> None:
         asyncio.run(batcher.submit(Image.new("RGB", (4, 4)), "fast"))
     with pytest.raises(ValueError, match="mode"):
         asyncio.run(MicroBatcher(stub_detector()).submit(Image.new("RGB", (4, 4)), "slow"))
+
+
+def test_elapsed_ms_is_the_requests_own_time_not_the_models_share(stub_detector, png) -> None:
+    class SharingDetector(stub_detector):  # type: ignore[misc, valid-type]
+        def detect_many(self, images, mode):  # type: ignore[no-untyped-def]
+            verdicts = super().detect_many(images, mode)
+            for v in verdicts:
+                v.elapsed_ms = 1.0  # what a model reports: its batch time divided by the batch size
+            return verdicts
+
+    app = create_app(SharingDetector(delay=0.1), ServeLimits(max_batch_fast=4, batch_wait_ms=20))
+    try:
+        responses = asyncio.run(_post_many(app, _bodies(png, 3, "fast")))
+    finally:
+        app.state.batcher.close()
+    assert all(r.json()["elapsed_ms"] >= 100.0 for r in responses)

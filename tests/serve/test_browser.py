@@ -99,6 +99,10 @@ def test_page_shows_verdict_probability_and_marked_attributes(browser_page, live
     width = page.eval_on_selector("#bar-fill", "e => e.getBoundingClientRect().width / e.parentElement.getBoundingClientRect().width")
     assert width == pytest.approx(0.902, abs=0.01)
     assert "96x64" in page.inner_text("#caption")
+    # what the verdict is worth: the calibrated words, and the limits note linking the model card
+    assert page.inner_text("#verdict-sentence") == "p(fake) 0.90: very likely fake."
+    assert "calibrated only for images like the model's training data" in page.inner_text("#limits")
+    assert page.get_attribute("#limits a", "href") == "model-card"
     items = page.query_selector_all("#attrs li")
     assert len(items) == 3
     for item in items:
@@ -148,7 +152,26 @@ def test_page_shows_verdict_probability_and_marked_attributes(browser_page, live
     upload(page, broken, ok=False)
     assert page.get_attribute("#result", "data-state") == "error"
     assert "broken.png" in page.inner_text("#status") and "Error" in page.inner_text("#status")
+    # the rejected upload cleared the previous verdict and preview
+    assert not page.is_visible("#verdict") and not page.is_visible("#preview")
     screenshot(page, tmp_path, "page_error.png")
+
+    # a file dropped while one is analysing is refused visibly, not dropped silently
+    page.evaluate(
+        """(b64) => {
+            const bin = atob(b64), bytes = new Uint8Array(bin.length);
+            for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+            const drop = document.getElementById("drop");
+            for (const name of ["first.png", "second.png"]) {
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], name, {type: "image/png"}));
+                drop.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+            }
+        }""",
+        dropped,
+    )
+    assert "second.png was not analysed: still analysing first.png" in page.inner_text("#notice")
+    page.wait_for_selector("#meta:has-text('first.png')", timeout=20_000)
 
     # The one console message is the browser's note about the 400 itself.
     assert len(problems) == 1 and "400" in problems[0]

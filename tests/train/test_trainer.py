@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,9 @@ def test_train_evaluate_detect_end_to_end(toy_data: Path, tmp_path: Path, capsys
     assert main(["train", "--data", str(toy_data), "--output", str(out), "--max-steps", "3", *SMALL]) == 0
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 3 and summary["heldout_images"] > 0
+    usage = (Path(__file__).resolve().parents[2] / "docs/usage.md").read_text()
+    undocumented = [p.name for p in out.iterdir() if f"`OUT/{p.name}" not in usage]
+    assert undocumented == [], f"docs/usage.md does not list what train wrote: {undocumented}"
     model_dir = out / "model"
     ev = tmp_path / "eval"
     assert main(["evaluate", "--model", str(model_dir), "--data", str(toy_data), "--out", str(ev),
@@ -89,15 +93,15 @@ def test_train_evaluate_detect_end_to_end(toy_data: Path, tmp_path: Path, capsys
     for r in rows:  # the conclusion agrees with the probability
         if not r["failed"]:
             assert ("This image is fake." in r["raw_text"]) == (r["prob_fake"] >= 0.5)
-    ev2 = tmp_path / "eval-jpeg"
-    assert main(["evaluate", "--model", str(model_dir), "--data", str(toy_data), "--out", str(ev2),
+    ev2 = tmp_path / "eval-jpeg"  # --model also takes the checkpoint folder
+    assert main(["evaluate", "--model", str(out / "checkpoints/step-0000003"), "--data", str(toy_data), "--out", str(ev2),
                  "--perturb", "jpeg:75", "--max-per-class", "2"]) == 0
     assert "jpeg:75" in (ev2 / "report.md").read_text()
     capsys.readouterr()
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     good = toy_data / "evaluation_sets/b/1_fake/f0.png"
-    code = main(["detect", str(good), str(bad), str(tmp_path / "nope*.png"), "--model", str(model_dir), "--json",
+    code = main(["detect", str(good), str(bad), str(tmp_path / "nope*.png"), "--model", str(out), "--json",
                  "--mode", "fast"])
     assert code == 1
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
@@ -106,19 +110,24 @@ def test_train_evaluate_detect_end_to_end(toy_data: Path, tmp_path: Path, capsys
     assert "error" in lines[1] and "error" in lines[2]
 
 
+def _launch(args: list[str], env: dict[str, str]) -> None:
+    """Run a 2-process job; on failure the assertion shows the job's stderr (the ranks' tracebacks)."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "fakereasoning"]
+    proc = subprocess.run([*launch, *args], env=env, timeout=600, capture_output=True, text=True)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n--- stderr ---\n{proc.stderr[-8000:]}"
+
+
 def test_two_processes_train_and_evaluate_like_one(toy_data: Path, tmp_path: Path) -> None:
     """gloo on CPU: 2 ranks train a few steps; their sharded evaluation equals a 1-process evaluation."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "fakereasoning"]
     out = tmp_path / "ddp"
-    subprocess.run([*launch, "train", "--data", str(toy_data), "--output", str(out), "--max-steps", "2", *SMALL],
-                   check=True, env=env, timeout=600, capture_output=True)
+    _launch(["train", "--data", str(toy_data), "--output", str(out), "--max-steps", "2", *SMALL], env)
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["processes"] == 2
     model = out / "model"
     two, one = tmp_path / "e2", tmp_path / "e1"
-    subprocess.run([*launch, "evaluate", "--model", str(model), "--data", str(toy_data), "--out", str(two),
-                    "--batch-size", "3"], check=True, env=env, timeout=600, capture_output=True)
+    _launch(["evaluate", "--model", str(model), "--data", str(toy_data), "--out", str(two), "--batch-size", "3"],
+            env)
     assert main(["evaluate", "--model", str(model), "--data", str(toy_data), "--out", str(one)]) == 0
     m1 = json.loads((one / "metrics.json").read_text())
     m2 = json.loads((two / "metrics.json").read_text())
@@ -129,6 +138,32 @@ def test_two_processes_train_and_evaluate_like_one(toy_data: Path, tmp_path: Pat
     rows1 = (one / "predictions.jsonl").read_text().splitlines()
     rows2 = (two / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(r)["image"] for r in rows1] == [json.loads(r)["image"] for r in rows2]
+
+
+@pytest.fixture
+def process_group(tmp_path: Path) -> Iterator[None]:
+    """A 1-rank gloo group in this process, as `torchrun` would leave one; destroyed afterwards if left."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg-store'}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_train_and_evaluate_end_the_process_group(toy_data: Path, tmp_path: Path, process_group: None) -> None:
+    """Every rank must end the group when a job ends (a live gloo group at exit aborts now and then)."""
+    import torch.distributed as dist
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(toy_data), "--output", str(out), "--max-steps", "1", *SMALL]) == 0
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg-store-2'}", rank=0, world_size=1)
+    assert main(["evaluate", "--model", str(out / "model"), "--data", str(toy_data), "--out", str(tmp_path / "e"),
+                 "--max-per-class", "1"]) == 0
+    assert not dist.is_initialized()
 
 
 def test_end_to_end_on_mmfr_local_tiny(local_tiny_dataset: Path, tmp_path: Path,

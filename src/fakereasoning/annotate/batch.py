@@ -23,7 +23,7 @@ from PIL import Image
 
 from fakereasoning.annotate.prompts import DEFAULT_MODEL, MAX_TOKENS, build_prompt
 from fakereasoning.errors import FakeReasoningError, ImageLoadError
-from fakereasoning.fsio import atomic_write_text
+from fakereasoning.fsio import atomic_write_text, walk_files
 from fakereasoning.imageio import is_image_path, load_image
 from fakereasoning.schema import LABEL_FOLDERS, LABELS, Label
 
@@ -60,12 +60,12 @@ def label_of_key(key: str) -> Label | None:
 
 
 def _iter_images(arg: Path) -> Iterable[Path]:
-    if arg.is_dir():
-        for dirpath, dirnames, filenames in os.walk(arg):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if not name.startswith(".") and is_image_path(name):
-                    yield Path(dirpath) / name
+    if arg.is_dir():  # the checked walk: a link out of the folder would send a file from elsewhere away
+        for entry in walk_files(arg, root=arg):
+            if entry.problem is not None and is_image_path(entry.path):
+                raise AnnotateError(f"{entry.path}: {entry.problem}")
+            if entry.kind == "file" and is_image_path(entry.path):
+                yield entry.path
     elif arg.exists():
         if is_image_path(arg):
             yield arg

@@ -291,9 +291,9 @@ def train_baseline(detector: BaselineDetector, root: str | Path, output: str | P
                    resume: bool = False, progress: bool = True) -> TrainSummary:
     """Train DETECTOR on ROOT's training parts; writes OUTPUT/model/, metrics.jsonl, train_summary.json and
     checkpoints/ (resume continues from the latest one and replays the exact same batches)."""
-    from tqdm import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
+    from fakereasoning.progress import Progress
     from fakereasoning.train.checkpoint import (
         MODEL_SUBDIR,
         list_checkpoints,
@@ -336,7 +336,7 @@ def train_baseline(detector: BaselineDetector, root: str | Path, output: str | P
 
     cache: dict[int, torch.Tensor] | None = {} if detector.FROZEN_FEATURES and not augment.active else None
     detector.train()
-    bar = tqdm(total=total, initial=start, desc=f"train {detector.kind}", unit="step", disable=not progress)
+    bar = Progress(total, f"train {detector.kind}", "step", initial=start, enabled=progress)
     t0 = time.time()
     running = {"loss": 0.0, "correct": 0.0, "n": 0.0, "steps": 0.0}
     images_seen = 0

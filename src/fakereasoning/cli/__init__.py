@@ -9,6 +9,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from fakereasoning import __version__
 from fakereasoning.errors import FakeReasoningError
@@ -27,7 +28,14 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with exit code 2 and a one-line hint on usage errors."""
+    """argparse with exit code 2 and a one-line hint on usage errors, and `--debug` at every level
+    (`fakereasoning --debug detect x.png` and `fakereasoning detect --debug x.png` alike)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a level that is not given --debug leaves the value of the others alone
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show full tracebacks on errors")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -40,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Detect AI-generated images and explain why (Forgery Detection and Reasoning).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
@@ -50,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    debug = bool(getattr(args, "debug", False))
     if extra:
         # `key=value` overrides may follow options (`train --max-steps 4 optim.lr=1e-4`); argparse cannot
         # give interleaved positionals to a subcommand, so commands that take them say so.

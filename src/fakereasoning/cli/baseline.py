@@ -4,7 +4,6 @@ CNNSpot-style), trained and scored by the same loaders and evaluator as FakeReas
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from fakereasoning.cli._args import positive_int, print_evaluation_summary
@@ -92,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, device=args.device)
     summary = train_baseline(detector, args.data, args.output, opts, resume=args.resume,
-                             progress=sys.stderr.isatty())
+                             progress=True)
     acc = summary.heldout.get("acc")
     held = "n/a" if acc is None else f"{acc:.4f} on {summary.heldout['n']} images"
     print(f"trained {args.kind} for {summary.steps} steps in {summary.seconds:.0f} s; held-out accuracy {held}")
@@ -121,6 +120,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         title=f"Evaluation report: baseline {args.kind}",
         notes=[f"Baseline {args.kind} from {args.model} (no reasoning: fast-mode verdicts only)."],
     )
-    metrics = evaluate(detector, args.data, args.out, options, progress=sys.stderr.isatty())
+    metrics = evaluate(detector, args.data, args.out, options, progress=True)
     print_evaluation_summary(metrics, args.out)
     return 0

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, required=True, help="output JSON file (e.g. ROOT/forgery_reasoning_cot.json)")
+    p.add_argument("--allow-errors", action="store_true",
+                   help="write the conversations of the readable annotations even when others have errors "
+                        "(a file holding conversations is still never replaced with an empty list)")
     p.set_defaults(handler=cmd_to_cot)
 
     p = data_sub.add_parser("stats", help="a table per set: images, real/fake, attribute frequency")
@@ -53,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from fakereasoning.data.mmfr import validate
 
-    report = validate(args.root, decode=not args.no_decode, jobs=args.jobs, progress=not args.json and sys.stderr.isatty())
+    report = validate(args.root, decode=not args.no_decode, jobs=args.jobs, progress=not args.json)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
         return 0 if report.ok else 1
@@ -74,11 +77,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_to_cot(args: argparse.Namespace) -> int:
-    from fakereasoning.data.cot import write_cot
+    from fakereasoning.data.cot import ConversionRefused, write_cot
 
-    n = write_cot(args.root, args.out)
+    try:
+        n = write_cot(args.root, args.out, allow_errors=args.allow_errors)
+    except ConversionRefused as exc:
+        for problem in exc.problems[:MAX_LISTED]:
+            print(str(problem), file=sys.stderr)
+        if len(exc.problems) > MAX_LISTED:
+            print(f"... and {len(exc.problems) - MAX_LISTED} more (`data validate --json` lists all)", file=sys.stderr)
+        raise
     print(f"wrote {n} conversations to {args.out}")
     return 0
+
+
+MAX_LISTED = 50
 
 
 _SHORT = {name: "".join(w[0] for w in name.split() if w[0].isupper()) for name in ATTRIBUTES}
@@ -91,12 +104,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
-    header = f"{'split':<6} {'set':<24} {'images':>7} {'real':>6} {'fake':>6} {'annot.':>7}  attribute frequency"
+    header = (f"{'split':<6} {'set':<24} {'images':>7} {'real':>6} {'fake':>6} {'annotated':>9} {'annotations':>11}"
+              "  attribute frequency")
     print(header)
     print("-" * len(header))
     for r in rows:
         freq = ", ".join(f"{_SHORT[a]}={n}" for a, n in r["attributes"].items()) or "-"
-        print(f"{r['split']:<6} {r['set']:<24} {r['images']:>7} {r['real']:>6} {r['fake']:>6} {r['annotated']:>7}  {freq}")
+        print(f"{r['split']:<6} {r['set']:<24} {r['images']:>7} {r['real']:>6} {r['fake']:>6} {r['annotated']:>9} "
+              f"{r['annotations']:>11}  {freq}")
     legend = "; ".join(f"{v}={k}" for k, v in _SHORT.items())
     print(f"\nattributes: {legend}")
     return 0

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from fakereasoning.cli._args import positive_int
-from fakereasoning.schema import FORGERY_ATTRIBUTES
+from fakereasoning.paths import MODEL_CARD
+from fakereasoning.schema import DEFAULT_MODE, FORGERY_ATTRIBUTES, LIMITS_NOTE, prob_words
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Detect images, folders (recursive) or glob patterns. Exit 1 if any input failed.",
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|GLOB")
-    p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
-    p.add_argument("--mode", choices=("fast", "full"), default="full",
+    p.add_argument("--model", type=Path, default=None,
+                   help="model folder, or a `train --output` / checkpoint folder (default: the shipped model)")
+    p.add_argument("--mode", choices=("fast", "full"), default=DEFAULT_MODE,
                    help="full: generate the reasoning (default); fast: probability only, one forward pass")
     p.add_argument("--json", action="store_true", help="print one Verdict JSON object per line")
     p.add_argument("--batch-size", type=positive_int, default=16)
@@ -29,9 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _readable(record: dict) -> str:
-    if "error" in record:
-        return f"{record['image']}\n  ERROR: {record['error']}"
-    lines = [f"{record['image']}", f"  verdict: {record['label'].upper()}  (p(fake) = {record['prob_fake']:.3f})"]
+    lines = [f"{record['image']}",
+             f"  verdict: {record['label'].upper()}  (p(fake) = {record['prob_fake']:.3f}: {prob_words(record['prob_fake'])})"]
     if record.get("caption"):
         lines.append(f"  caption: {record['caption']}")
     for name, text in (record.get("attributes") or {}).items():
@@ -43,19 +44,23 @@ def _readable(record: dict) -> str:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from fakereasoning.infer import detect_paths, load_model
+    from fakereasoning.infer import LazyModel, detect_paths
 
-    model = load_model(args.model, device=args.device)
+    model = LazyModel(args.model, device=args.device)  # loads only once an input decodes
     failed = 0
     kwargs = {"max_new_tokens": args.max_new_tokens} if args.mode == "full" else {}
     for result in detect_paths(model, args.inputs, mode=args.mode, batch_size=args.batch_size,
-                               progress=not args.json and sys.stderr.isatty(), **kwargs):
+                               progress=True, **kwargs):
         record = result.to_dict()
         failed += result.error is not None
-        if args.json:
+        if args.json:  # the record for programs on stdout, the line for people on stderr
             print(json.dumps(record, ensure_ascii=False), flush=True)
-        else:
+        elif result.error is None:
             print(_readable(record), flush=True)
-        if result.error is not None:
-            print(f"fakereasoning: error: {result.error}", file=sys.stderr)
+        if result.error is not None:  # readable mode: once, on stderr
+            print(f"fakereasoning: error: {result.error}", file=sys.stderr, flush=True)
+    if not args.json and model.loaded:  # what the verdicts above are worth, once
+        card = model.path / MODEL_CARD
+        where = f"model card: {card}" if card.is_file() else f"this model has no {MODEL_CARD}"
+        print(f"note: {LIMITS_NOTE} ({where})")
     return 1 if failed else 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from fakereasoning.cli._args import positive_int, print_evaluation_summary
@@ -18,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Runs data-parallel under `accelerate launch`."
         ),
     )
-    p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="model folder, or a `train --output` / checkpoint folder (default: the shipped model)")
     p.add_argument("--data", type=Path, required=True, help="dataset root (holds evaluation_sets/)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--sets", default=None, help="comma-separated evaluation sets (default: all)")
@@ -36,8 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fakereasoning.evaluate.perturb import parse_perturbation
-    from fakereasoning.evaluate.runner import EvalOptions, evaluate
-    from fakereasoning.infer import load_model
+    from fakereasoning.evaluate.runner import EvalOptions, check_output_dir, evaluate
+    from fakereasoning.infer import LazyModel
+
+    check_output_dir(args.out)  # before the model loads
 
     perturbations = [parse_perturbation(s) for s in args.perturb]
     options = EvalOptions(
@@ -54,7 +56,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from fakereasoning.runtime import distributed_state
 
         device = str(distributed_state().device)
-    model = load_model(args.model, device=device)
-    metrics = evaluate(model, args.data, args.out, options, progress=sys.stderr.isatty())
+    model = LazyModel(args.model, device=device)  # loads once the dataset has given images to score
+    metrics = evaluate(model, args.data, args.out, options, progress=True)
     print_evaluation_summary(metrics, args.out)
     return 0

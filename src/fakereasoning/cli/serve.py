@@ -10,6 +10,7 @@ import sys
 import threading
 
 from fakereasoning.errors import FakeReasoningError
+from fakereasoning.schema import DEFAULT_MODE
 from fakereasoning.serve.detector import MODES
 
 
@@ -23,18 +24,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "Binds 127.0.0.1 by default: the API has no authentication."
         ),
     )
-    p.add_argument("--model", metavar="DIR", help="model directory (default: the shipped default model)")
+    p.add_argument("--model", metavar="DIR",
+                   help="model folder, or a `train --output` / checkpoint folder (default: the shipped model)")
     p.add_argument("--device", help="torch device for the model, e.g. cpu or cuda (default: the model's)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest encoded image (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=36_000_000, help="largest decoded image (default: %(default)s)")
+    p.add_argument("--max-pixels-in-flight", type=int, default=72_000_000,
+                   help="decoded pixels held at once, over all requests; more wait (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond this get 503 (default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=8, help="fast-mode micro-batch size (default: %(default)s)")
     p.add_argument("--max-batch-full", type=int, default=1, help="full-mode batch size (default: %(default)s)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="wait for a batch to fill (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request before 504 (default: %(default)s)")
-    p.add_argument("--default-mode", choices=MODES, default="full", help="mode when a request names none")
+    p.add_argument("--default-mode", choices=MODES, default=DEFAULT_MODE,
+                   help="mode when a /v1/detect request names none (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(handler=run)
 
@@ -75,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         limits = ServeLimits(
             max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
             max_pixels=args.max_pixels,
+            max_pixels_in_flight=args.max_pixels_in_flight,
             max_queue=args.max_queue,
             max_batch_fast=args.max_batch,
             max_batch_full=args.max_batch_full,
@@ -101,12 +107,26 @@ def run(args: argparse.Namespace) -> int:
         port = sock.getsockname()[1]
         shown = f"[{args.host}]" if ":" in args.host else args.host
         print(f"fakereasoning: serving {detector.model_id} at http://{shown}:{port}/", file=sys.stderr, flush=True)
-        config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(app, log_level=args.log_level, log_config=log_config(args.log_level),
+                                timeout_graceful_shutdown=5)
         _run_until_stopped(uvicorn.Server(config), sock)
     finally:
         sock.close()
     print("fakereasoning: server stopped", file=sys.stderr)
     return 0
+
+
+def log_config(level: str) -> dict:
+    """uvicorn's logging, with its access log (one line per request) on stderr beside every other
+    server line instead of alone on stdout, and the server's own lines (disconnects) at LEVEL too."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["fakereasoning"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from fakereasoning.cli._args import positive_int
@@ -40,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.run.output = str(args.output)
     if args.max_steps is not None:
         cfg.optim.max_steps = args.max_steps
-    result = train(cfg, resume=args.resume, progress=sys.stderr.isatty())
+    result = train(cfg, resume=args.resume, progress=True)
     if result is not None:
         t = "not fitted" if result.temperature is None else f"{result.temperature:.3f}"
         print(f"trained {result.steps} steps in {result.seconds:.0f} s; CPM temperature {t}")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from fakereasoning.data.mmfr import ImageRecord, MMFRIndex, scan
-from fakereasoning.fsio import atomic_write_json, check_relative
+from fakereasoning.data.mmfr import COT_FILE, EVAL_DIR, ImageRecord, MMFRIndex, Problem, scan
+from fakereasoning.errors import FakeReasoningError
+from fakereasoning.fsio import atomic_write_json, check_relative, parse_json, read_text_file
 from fakereasoning.schema import IMAGE_TOKEN, PROMPT_FULL, Label, format_cot, parse_cot
 
 DEFAULT_CAPTION = "The image content is not described in the dataset."
@@ -35,9 +37,48 @@ def build_conversations(root_or_index: str | os.PathLike[str] | MMFRIndex) -> li
     return [conversation_for(r, i) for i, r in enumerate(records)]
 
 
-def write_cot(root: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
-    """Write the training conversations of ROOT to OUT; returns how many."""
-    conversations = build_conversations(root)
+class ConversionRefused(FakeReasoningError):
+    """`write_cot` wrote nothing: the annotations it reads have errors, or the result would empty OUT."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+def conversion_errors(index: MMFRIndex) -> list[Problem]:
+    """The errors that change what `write_cot` writes: those of training parts and captions (not those
+    of evaluation sets, nor of the conversations file it replaces)."""
+    return [p for p in index.problems if p.severity == "error"
+            and p.path != COT_FILE and p.path.split("/")[0] != EVAL_DIR]
+
+
+def _holds_conversations(path: Path) -> bool:
+    """Whether OUT holds anything but an empty list (unreadable or not JSON counts as holding data)."""
+    if not path.exists():
+        return False
+    try:
+        return parse_json(read_text_file(path)) != []
+    except (OSError, ValueError):
+        return path.stat().st_size > 0
+
+
+def write_cot(root: str | os.PathLike[str], out: str | os.PathLike[str], *, allow_errors: bool = False) -> int:
+    """Write the training conversations of ROOT to OUT; returns how many.
+
+    Refuses (`ConversionRefused`, nothing written) when the annotations have errors, unless
+    `allow_errors`: a malformed reasoning JSON silently drops its images, and written over
+    ROOT/forgery_reasoning_cot.json that loses good conversations. Never replaces a file holding
+    conversations with an empty list, whatever `allow_errors` says.
+    """
+    index = scan(root)
+    errors = conversion_errors(index)
+    if errors and not allow_errors:
+        raise ConversionRefused(f"{root}: {len(errors)} errors in the training annotations; nothing written "
+                                "(fix them, or pass --allow-errors to convert what is readable)", errors)
+    conversations = build_conversations(index)
+    if not conversations and _holds_conversations(Path(out)):
+        raise ConversionRefused(f"{out}: not replaced with an empty list (no annotated training image in {root})",
+                                errors)
     atomic_write_json(out, conversations, indent=None)
     return len(conversations)
 
@@ -53,17 +94,21 @@ class ConversationRecord:
     answer: str
 
 
-def conversation_to_record(entry: dict[str, Any]) -> ConversationRecord:
+def conversation_to_record(entry: Any) -> ConversationRecord:
     """Read back image, label (from <CONCLUSION>), caption and attribute texts of one conversation.
 
-    Raises ValueError for an entry without an image path or a gpt answer.
+    Raises ValueError for an entry that is not an object, or has no image path or no gpt answer.
     """
+    if not isinstance(entry, dict):
+        raise ValueError(f"conversation is not an object (got {type(entry).__name__})")
     image = entry.get("image")
     if not isinstance(image, str):
         raise ValueError("conversation has no 'image' path")
     check_relative(image)
+    turns = entry.get("conversations")
     answer = next(
-        (t.get("value") for t in entry.get("conversations", []) if isinstance(t, dict) and t.get("from") == "gpt"),
+        (t.get("value") for t in (turns if isinstance(turns, list) else [])
+         if isinstance(t, dict) and t.get("from") == "gpt"),
         None,
     )
     if not isinstance(answer, str):

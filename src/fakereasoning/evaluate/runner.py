@@ -21,8 +21,12 @@ from fakereasoning.errors import FakeReasoningError, ImageLoadError
 from fakereasoning.evaluate.metrics import ReasoningScorer, compute_metrics
 from fakereasoning.evaluate.perturb import Perturbation, compose
 from fakereasoning.evaluate.report import write_report
+from fakereasoning.fsio import staged_dir
 from fakereasoning.imageio import load_image
+from fakereasoning.progress import Progress
 from fakereasoning.schema import parse_cot
+
+OUTPUT_SIGNATURE = "metrics.json"  # every evaluation output set holds it
 
 
 @dataclass
@@ -87,13 +91,11 @@ def _load(record: ImageRecord, perturb: Callable[[Image.Image, str], Image.Image
 def run_predictions(model: Any, records: Sequence[ImageRecord], options: EvalOptions, rank: int = 0,
                     world: int = 1, progress: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     """Predict this process's shard; returns (rows with their global index in `_index`, errors)."""
-    from tqdm import tqdm
-
     perturb = compose(list(options.perturbations))
     mine = list(range(rank, len(records), world))
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
-    bar = tqdm(total=len(mine), desc=f"evaluate ({options.mode})", unit="img", disable=not progress)
+    bar = Progress(len(mine), f"evaluate ({options.mode})", "img", enabled=progress)
     for start in range(0, len(mine), options.batch_size):
         chunk = mine[start : start + options.batch_size]
         images, kept = [], []
@@ -119,13 +121,24 @@ def evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLik
              options: EvalOptions, progress: bool = False) -> dict[str, Any] | None:
     """Evaluate and write predictions.jsonl, metrics.json, metrics.csv, report.md and plots into OUT_DIR.
 
-    Returns the metrics on the main process (None on the others).
+    Returns the metrics on the main process (None on the others). Every rank ends the process group
+    after the main one has written the report (runtime.distributed_job).
     """
+    from fakereasoning.runtime import distributed_job
+
+    with distributed_job():
+        return _evaluate(model, root, out_dir, options, progress)
+
+
+def _evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+              options: EvalOptions, progress: bool) -> dict[str, Any] | None:
     from accelerate.utils import gather_object
 
     from fakereasoning.runtime import distributed_state
 
     state = distributed_state()
+    if state.is_main_process:
+        check_output_dir(out_dir)
     records = select_records(root, options.sets, options.max_per_class, options.seed)
     rows, errors = run_predictions(model, records, options, state.process_index, state.num_processes,
                                    progress and state.is_main_process)
@@ -152,5 +165,19 @@ def evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLik
         notes.append("Perturbations: " + ", ".join(p.name for p in options.perturbations))
     if errors:
         notes.append(f"Skipped {len(errors)} unreadable images.")
-    write_report(Path(out_dir), rows, metrics, options.title, notes)
+    with staged_dir(out_dir) as staged:  # the whole set or the old one: never new metrics beside an old report
+        write_report(staged, rows, metrics, options.title, notes)
     return metrics
+
+
+def check_output_dir(out_dir: str | os.PathLike[str]) -> None:
+    """Refuse an OUT that evaluate must not replace whole: a file, or a folder holding something other
+    than an earlier evaluation (one has metrics.json). Checked before any image is scored."""
+    out = Path(out_dir)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FakeReasoningError(f"{out}: exists and is not a folder")
+    if any(out.iterdir()) and not (out / OUTPUT_SIGNATURE).is_file():
+        raise FakeReasoningError(f"{out}: a non-empty folder that holds no earlier evaluation ({OUTPUT_SIGNATURE}); "
+                                 "evaluate replaces its output folder whole, so pass a new or empty one")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fakereasoning import schema
-from fakereasoning.errors import ImageLoadError
+from fakereasoning.errors import FakeReasoningError, ImageLoadError
 from fakereasoning.fsio import atomic_write_json, share_files, staging_dir
 from fakereasoning.models import cpm
 from fakereasoning.models.config import CONFIG_NAME, WEIGHTS_NAME, FakeReasoningConfig, ModelConfigError
@@ -38,6 +38,7 @@ from fakereasoning.models.processor import (
     as_image,
 )
 from fakereasoning.models.registry import get_builder
+from fakereasoning.paths import resolve_model_dir
 
 _CONCLUSION_LEAD = re.compile(r"<CONCLUSION>\s*This image is$")
 _THEREFORE_LEAD = re.compile(r"Therefore,?\s*this image is$", re.IGNORECASE)
@@ -107,12 +108,18 @@ class FakeReasoning(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike[str], device: str | torch.device | None = None
+        cls, directory: str | os.PathLike[str] | None = None, device: str | torch.device | None = None
     ) -> FakeReasoning:
-        """Load a saved model: JSON config, tokenizer files and safetensors. Nothing is unpickled."""
+        """Load a saved model: JSON config, tokenizer files and safetensors. Nothing is unpickled.
+
+        DIR: a model folder, or a `train --output` / checkpoint folder holding model/; None: the shipped
+        default model (`paths.resolve_model_dir`)."""
         from safetensors.torch import load_file
 
-        path = Path(directory)
+        try:
+            path = resolve_model_dir(directory)
+        except FakeReasoningError as exc:
+            raise ModelConfigError(str(exc)) from None
         config = FakeReasoningConfig.load(path)
         module, tokenizer, config = get_builder(config.backbone)(config, None, (), path)
         model = cls(config, module, tokenizer)
@@ -413,14 +420,14 @@ class FakeReasoning(nn.Module):
         return self._generate_full(images, max_new_tokens, temperature, seed).texts
 
     # --- detection -----------------------------------------------------------------------------------
-    def detect(self, image: ImageInput, mode: str = "fast", **kwargs: Any) -> schema.Verdict:
-        """One image (PIL image, path or bytes) -> `Verdict`."""
+    def detect(self, image: ImageInput, mode: str = schema.DEFAULT_MODE, **kwargs: Any) -> schema.Verdict:
+        """One image (PIL image, path or bytes) -> `Verdict`. Mode as the CLI's: full (with reasoning)."""
         return self.detect_many([image], mode=mode, batch_size=1, **kwargs)[0]  # type: ignore[return-value]
 
     def detect_many(
         self,
         images: Sequence[ImageInput],
-        mode: str = "fast",
+        mode: str = schema.DEFAULT_MODE,
         batch_size: int = 16,
         max_new_tokens: int = 512,
         temperature: float = 0.2,

@@ -26,11 +26,11 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,15 +38,20 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fakereasoning import __version__
 from fakereasoning.errors import ImageLoadError
-from fakereasoning.imageio import load_image
+from fakereasoning.fsio import JSONError, parse_json
+from fakereasoning.imageio import image_pixels, load_image
 from fakereasoning.schema import (
     AUTHENTIC_ATTRIBUTES,
+    DEFAULT_MODE,
     FORGERY_ATTRIBUTES,
     HIGH_LEVEL_ATTRIBUTES,
+    LIMITS_NOTE,
+    PROB_WORDS,
     PROMPT_FAST,
     PROMPT_FULL,
     Verdict,
@@ -54,9 +59,11 @@ from fakereasoning.schema import (
     format_cot,
 )
 from fakereasoning.serve.batching import DetectorFailed, MicroBatcher, QueueFull, ShuttingDown
+from fakereasoning.serve.budget import PixelBudget, trim_memory
 from fakereasoning.serve.detector import MODES, Detector
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MiB = 1024 * 1024
 
@@ -72,13 +79,17 @@ class ServeLimits:
     max_batch_full: int = 1  # full mode generates text: one at a time by default
     batch_wait_ms: float = 5.0  # how long a fast batch waits for company
     request_timeout_s: float = 300.0  # queue wait + model time; beyond: 504
-    max_concurrent_decodes: int = 4  # bounds the memory of images being decoded at once
-    default_mode: str = "full"
+    max_concurrent_decodes: int = 4  # bounds the CPU used by decoding at once
+    # decoded pixels held at once (decoding, queued, in the model): bounds memory, which the queue length
+    # alone does not (a 6000x6000 PNG is 0.1 MB uploaded, 108 MB decoded); at least one max_pixels image
+    max_pixels_in_flight: int = 72_000_000
+    default_mode: str = DEFAULT_MODE
 
     def __post_init__(self) -> None:
         if self.default_mode not in MODES:
             raise ValueError(f"default_mode must be one of {MODES}, got {self.default_mode!r}")
-        for name in ("max_upload_bytes", "max_pixels", "max_queue", "max_batch_fast", "max_batch_full"):
+        for name in ("max_upload_bytes", "max_pixels", "max_queue", "max_batch_fast", "max_batch_full",
+                     "max_pixels_in_flight"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.request_timeout_s <= 0 or self.batch_wait_ms < 0 or self.max_concurrent_decodes < 1:
@@ -195,11 +206,9 @@ def _media_type(request: Request) -> str:
 
 def _parse_json(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON body ({exc})", code="invalid_json") from None
-    except RecursionError:
-        raise ApiError(400, "malformed JSON body (nested too deeply)", code="invalid_json") from None
+        payload = parse_json(body)
+    except JSONError as exc:
+        raise ApiError(400, f"the JSON body: {exc}", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise ApiError(400, f"the JSON body must be an object, got {type(payload).__name__}", code="invalid_json")
     return payload
@@ -284,6 +293,8 @@ def _load_page() -> tuple[str, str]:
         "high_level": sorted(HIGH_LEVEL_ATTRIBUTES),
         "modes": list(MODES),
         "version": __version__,
+        "prob_words": [list(band) for band in PROB_WORDS],
+        "limits_note": LIMITS_NOTE,
     }
     html = html.replace(_SCHEMA_PLACEHOLDER, json.dumps(schema).replace("<", "\\u003c"))
 
@@ -321,6 +332,11 @@ def create_app(
         batch_wait_s=limits.batch_wait_ms / 1000.0,
     )
     decode_slots = threading.BoundedSemaphore(limits.max_concurrent_decodes)
+
+    def _return_memory() -> None:  # after a burst: the heap glibc keeps would otherwise stay resident
+        asyncio.get_running_loop().run_in_executor(None, trim_memory)
+
+    pixels = PixelBudget(max(limits.max_pixels_in_flight, limits.max_pixels), on_idle=_return_memory)
     page_html, page_csp = _load_page()
     count_tokens = getattr(detector, "count_tokens", None)
 
@@ -357,6 +373,12 @@ def create_app(
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return ApiError(400, f"invalid request: {exc.errors()}").response()
 
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _: ClientDisconnect) -> Response:
+        # One line, not "unhandled error" with two tracebacks: a client going away is not a server fault.
+        log.info("%s %s: client disconnected before the request was answered", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
     @app.exception_handler(Exception)
     async def _server_error(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
@@ -366,7 +388,15 @@ def create_app(
         with decode_slots:
             return load_image(data, name=name, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
 
-    async def detect_bytes(data: bytes, name: str, mode: str) -> Verdict:
+    async def _decode_and_detect(data: bytes, name: str, mode: str, need: int) -> Verdict:
+        async with pixels.hold(min(need, limits.max_pixels)):
+            try:
+                image = await run_in_threadpool(_decode, data, name)
+            except ImageLoadError as exc:
+                raise ApiError(400, str(exc), code="invalid_image") from None
+            return await batcher.submit(image, mode)
+
+    async def detect_bytes(request: Request, data: bytes, name: str, mode: str) -> Verdict:
         if not data:
             raise ApiError(400, f"{name}: empty image", code="invalid_image")
         if len(data) > limits.max_upload_bytes:
@@ -375,12 +405,13 @@ def create_app(
                 code="image_too_large",
             )
         try:
-            image = await run_in_threadpool(_decode, data, name)
-        except ImageLoadError as exc:
-            raise ApiError(400, str(exc), code="invalid_image") from None
+            need = image_pixels(data, name)
+        except ImageLoadError:
+            need = limits.max_pixels  # no readable header: decoding below says what is wrong
         started = time.perf_counter()
         try:
-            verdict = await asyncio.wait_for(batcher.submit(image, mode), timeout=limits.request_timeout_s)
+            async with asyncio.timeout(limits.request_timeout_s):
+                verdict = await unless_disconnected(request, _decode_and_detect(data, name, mode, need))
         except QueueFull as exc:
             raise ApiError(503, str(exc), type="overloaded_error", code="queue_full",
                            headers={"Retry-After": "1"}) from None
@@ -391,7 +422,7 @@ def create_app(
                            code="timeout") from None
         except DetectorFailed as exc:
             raise ApiError(500, f"{name}: {exc}", type="server_error", code="model_error") from None
-        elapsed = verdict.elapsed_ms if verdict.elapsed_ms is not None else (time.perf_counter() - started) * 1e3
+        elapsed = (time.perf_counter() - started) * 1e3  # this request's own time: decode, queue, model
         return dataclasses.replace(verdict, image=name, model_id=verdict.model_id or detector.model_id,
                                    elapsed_ms=elapsed)
 
@@ -406,6 +437,14 @@ def create_app(
         }
         return HTMLResponse(page_html, headers=headers)
 
+    @app.get("/model-card", include_in_schema=False)
+    async def model_card_page() -> Response:
+        text = getattr(detector, "model_card", None)
+        if not text:
+            raise ApiError(404, f"model {detector.model_id!r} has no model card", type="not_found_error")
+        return Response(text, media_type="text/plain; charset=utf-8",  # shown, not downloaded
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
         return Response(status_code=204)
@@ -417,6 +456,7 @@ def create_app(
             "model_id": detector.model_id,
             "version": __version__,
             "queue": {"waiting": batcher.queued, "max": limits.max_queue, "busy": batcher.busy},
+            "pixels": {"in_flight": pixels.used, "max": pixels.total, "waiting": pixels.waiting},
             "stats": batcher.stats.to_dict(),
             "limits": dataclasses.asdict(limits),
         }
@@ -464,7 +504,7 @@ def create_app(
                 "or application/json with an 'image' field",
                 code="unsupported_media_type",
             )
-        verdict = await detect_bytes(data, name, mode)
+        verdict = await detect_bytes(request, data, name, mode)
         return JSONResponse(verdict.to_dict())
 
     @app.post("/v1/chat/completions")
@@ -484,7 +524,7 @@ def create_app(
             requested = "fast" if any(t.strip() == PROMPT_FAST for t in texts) else "full"
         mode = _mode(requested, "full")
         data = decode_image_field(image_url, "messages", allow_plain_base64=False)
-        verdict = await detect_bytes(data, "image_url", mode)
+        verdict = await detect_bytes(request, data, "image_url", mode)
         content = answer_text(verdict, mode)
         prompt = PROMPT_FAST if mode == "fast" else PROMPT_FULL
 
@@ -521,6 +561,31 @@ def create_app(
         })
 
     return app
+
+
+CLIENT_CLOSED = 499  # the status access logs use for "the client closed the connection first"
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone (after the body, the next ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await WORK, cancelling it when the client disconnects first: a queued request is then dropped
+    unrun (a live request waited 6.5 s behind 46 dead ones). Raises `ClientDisconnect` in that case."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+        watcher.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    raise ClientDisconnect()
 
 
 def _image_and_texts(messages: Any) -> tuple[Any, list[str]]:

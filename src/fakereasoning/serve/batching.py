@@ -47,6 +47,7 @@ class BatcherStats:
     rejected: int = 0
     completed: int = 0
     failed: int = 0
+    abandoned: int = 0  # dropped from the queue because nobody waited for the answer any more
     batches: int = 0
     batch_sizes: dict[int, int] = field(default_factory=dict)
 
@@ -57,6 +58,7 @@ class BatcherStats:
             "rejected": self.rejected,
             "completed": self.completed,
             "failed": self.failed,
+            "abandoned": self.abandoned,
             "batches": self.batches,
             "mean_batch_size": round(images / self.batches, 3) if self.batches else 0.0,
             "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
@@ -131,11 +133,22 @@ class MicroBatcher:
             if len(self._queue) >= self.max_queue:
                 self.stats.rejected += 1
                 raise QueueFull(f"the request queue is full ({self.max_queue} waiting); retry later")
-            self._queue.append(_Item(image, mode, future, time.monotonic()))
+            item = _Item(image, mode, future, time.monotonic())
+            self._queue.append(item)
             self.stats.submitted += 1
             self._ensure_worker()
             self._cond.notify()
+        future.add_done_callback(lambda f: self._forget(item) if f.cancelled() else None)
         return await future
+
+    def _forget(self, item: _Item) -> None:
+        """Drop a request whose caller gave up (timeout, client gone) while it waited: never computed."""
+        with self._cond:
+            try:
+                self._queue.remove(item)
+            except ValueError:  # already taken by the worker
+                return
+            self.stats.abandoned += 1
 
     @property
     def queued(self) -> int:

@@ -30,9 +30,10 @@ class Detector(Protocol):
 class ModelDetector:
     """Serves a `fakereasoning.models.FakeReasoning` model through the `Detector` protocol."""
 
-    def __init__(self, model: object, model_id: str | None = None) -> None:
+    def __init__(self, model: object, model_id: str | None = None, model_card: str | None = None) -> None:
         self.model = model
         self.model_id = model_id or str(getattr(model, "model_id", None) or "fakereasoning")
+        self.model_card = model_card  # the MODEL_CARD.md text, served at /model-card
 
     def detect_many(self, images: list[Image.Image], mode: str) -> list[Verdict]:
         verdicts = self.model.detect_many(images, mode=mode, batch_size=max(1, len(images)))  # type: ignore[attr-defined]
@@ -57,6 +58,9 @@ class ModelDetector:
 def load_detector(model_dir: str | os.PathLike[str] | None, device: str | None = None) -> ModelDetector:
     """Load the FakeReasoning model from `model_dir` (None: the shipped default model) for serving."""
     from fakereasoning.infer import load_model
+    from fakereasoning.paths import MODEL_CARD, resolve_model_dir
 
-    model = load_model(model_dir, device=device)
-    return ModelDetector(model)
+    path = resolve_model_dir(model_dir)
+    card = path / MODEL_CARD
+    model = load_model(path, device=device)
+    return ModelDetector(model, model_card=card.read_text(encoding="utf-8") if card.is_file() else None)

@@ -135,7 +135,7 @@ def _parse_value(text: str) -> Any:
     """A CLI override value as TOML would read it (numbers, booleans, strings, lists)."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except ValueError:  # TOMLDecodeError, or a number Python refuses (over 4300 digits)
         return text
 
 
@@ -160,6 +160,6 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise TrainConfigError(f"{path}: config file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise TrainConfigError(f"{path}: malformed TOML ({exc})") from None
+        except ValueError as exc:  # TOMLDecodeError, not UTF-8, or a number of over 4300 digits
+            raise TrainConfigError(f"{path}: malformed TOML ({str(exc).split(': value has')[0]})") from None
     return from_dict(apply_overrides(data, list(overrides)), source)

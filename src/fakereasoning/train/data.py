@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from fakereasoning.data.cot import build_conversations, conversation_to_record
-from fakereasoning.data.mmfr import scan
+from fakereasoning.data.mmfr import COT_FILE, scan
 from fakereasoning.errors import FakeReasoningError, ImageLoadError
 from fakereasoning.fsio import UnsafePathError, safe_join
 from fakereasoning.imageio import load_image
@@ -40,6 +40,9 @@ def load_examples(root: str | Path, val_fraction: float) -> tuple[list[TrainExam
     """(train, held-out) examples. Conversations come from forgery_reasoning_cot.json when it exists
     (as released), else they are built from the training parts' reasoning JSON."""
     index = scan(root)
+    unreadable = [p for p in index.problems if p.path == COT_FILE and p.severity == "error"]
+    if index.conversations is None and unreadable:  # never fall back silently from a broken file
+        raise FakeReasoningError(f"{Path(root) / COT_FILE}: {unreadable[0].message}")
     labels = {r.key: r.label for r in index.train}
     entries = index.conversations if index.conversations is not None else build_conversations(index)
     examples: list[TrainExample] = []
@@ -57,7 +60,9 @@ def load_examples(root: str | Path, val_fraction: float) -> tuple[list[TrainExam
             continue
         examples.append(TrainExample(conv.image, path, label, conv.answer))
     if skipped:
-        print(f"fakereasoning: warning: skipped {skipped} unusable training conversations", file=sys.stderr)
+        source = Path(root) / COT_FILE if index.conversations is not None else root
+        print(f"fakereasoning: warning: skipped {skipped} unusable training conversations of {source} "
+              "(`fakereasoning data validate` lists them)", file=sys.stderr)
     if not examples:
         raise FakeReasoningError(f"{root}: no training conversations (run `fakereasoning data to-cot`)")
     train = [e for e in examples if not _held_out(e.image, val_fraction)]

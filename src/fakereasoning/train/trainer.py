@@ -23,7 +23,8 @@ import torch
 
 from fakereasoning.errors import FakeReasoningError
 from fakereasoning.fsio import atomic_write_json, atomic_write_text
-from fakereasoning.runtime import use_cpu
+from fakereasoning.progress import Progress
+from fakereasoning.runtime import distributed_job, use_cpu
 from fakereasoning.train.checkpoint import (
     MODEL_SUBDIR,
     list_checkpoints,
@@ -161,9 +162,15 @@ def fit_heldout_temperature(model: Any, held: list[TrainExample], max_images: in
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult | None:
-    """Train, checkpoint, fit the temperature, save OUT/model. Returns the result on the main process."""
+    """Train, checkpoint, fit the temperature, save OUT/model. Returns the result on the main process.
+
+    Every rank ends the process group after the main one has saved (runtime.distributed_job)."""
+    with distributed_job():
+        return _train(cfg, resume, progress)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None:
     from accelerate.utils import set_seed
-    from tqdm import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
     if not cfg.data.root:
@@ -202,8 +209,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         elif log_path.exists():
             log_path.unlink()
     accum, rank = cfg.optim.grad_accum, accelerator.process_index
-    bar = tqdm(total=total, initial=start_step, desc="train", unit="step",
-               disable=not (progress and accelerator.is_main_process))
+    bar = Progress(total, "train", "step", initial=start_step, enabled=progress and accelerator.is_main_process)
     t0 = time.time()
     running: dict[str, float] = {}
     for step in range(start_step, total):
