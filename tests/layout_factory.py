@@ -20,11 +20,13 @@ def _img(path: Path, seed: int, fake: bool = False) -> None:
     Image.fromarray(np.repeat(np.repeat(small, 2, 0), 2, 1)).save(path)
 
 
-def genimage(root: Path, gens: tuple[str, ...] = ("sdv14", "midjourney"), n_train: int = 3, n_val: int = 2) -> Path:
-    """<gen>/{train,val}/{ai,nature}: n_train per class in train/, n_val per class in val/."""
+def genimage(root: Path, gens: tuple[str, ...] = ("sdv14", "midjourney"), n_train: int = 3, n_val: int = 2,
+             eval_only: tuple[str, ...] = ()) -> Path:
+    """<gen>/{train,val}/{ai,nature}: n_train per class in train/, n_val per class in val/ (EVAL_ONLY gens:
+    val/ only)."""
     seed = 0
-    for g in gens:
-        for split, n in (("train", n_train), ("val", n_val)):
+    for g in (*gens, *eval_only):
+        for split, n in (("train", 0 if g in eval_only else n_train), ("val", n_val)):
             for i in range(n):
                 _img(root / g / split / "nature" / f"n{i}.png", seed := seed + 1)
                 _img(root / g / split / "ai" / f"a{i}.png", seed := seed + 1, fake=True)

@@ -52,7 +52,7 @@ def run_markdown(run: Mapping[str, Any]) -> list[str]:
     how = "detected" if run.get("layout_detected") else "forced"
     rows = [
         ("command", f"`fakereasoning {run.get('command')}`"),
-        ("model", f"`{run.get('model_id')}` at `{run.get('model_path')}`"),
+        ("model", f"`{run.get('model_id')}`" + (f" at `{run['model_path']}`" if run.get("model_path") else "")),
         ("weights sha256", weights),
         ("data", f"`{run.get('data_root')}` ({run.get('layout')} layout, {how})"),
         ("sets", f"{', '.join(run.get('sets') or [])} ({run.get('images')} images)"),
@@ -100,8 +100,8 @@ def interval_markdown(metrics: Mapping[str, Any]) -> list[str]:
         lines.append(f"| **{label}** ({count} {sets_word}) | | {m.get('n_real', '–')} | {m.get('n_fake', '–')} | "
                      + " | ".join(cells) + " |")
     if iv:
-        lines += ["", f"Intervals: {iv['resamples']} bootstrap resamples (seed {iv['seed']}), {iv['method']}; "
-                  "percentile intervals. A mean's interval averages its sets resample by resample."]
+        lines += ["", f"Intervals: {iv['method']}; {iv['resamples']} resamples, seed {iv['seed']}. A mean's interval "
+                  "averages its sets resample by resample."]
     return [*lines, ""]
 
 
