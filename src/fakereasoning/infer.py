@@ -47,6 +47,10 @@ class LazyModel:
         return self._model
 
     @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+    @property
     def loaded(self) -> bool:
         return self._model is not None
 

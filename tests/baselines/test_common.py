@@ -51,7 +51,10 @@ def test_evaluate_writes_fast_mode_outputs(trained: dict, toy_root: Path, tmp_pa
     metrics = evaluate(detector, toy_root, tmp_path, EvalOptions(max_per_class=2))
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
-    assert on_disk["mode"] == "fast" and set(on_disk) == {"mode", "sets", "mean"}
+    assert on_disk["mode"] == "fast"
+    assert set(on_disk) == {"mode", "run", "threshold", "sets", "mean", "intervals", "warnings"}
+    assert on_disk["run"]["model_id"] == "baseline-cnnspot" and on_disk["run"]["layout"] == "mmfr"
+    assert on_disk["threshold"] is None and set(on_disk["intervals"]["sets"]) == {"a", "b"}
     assert set(on_disk["sets"]) == {"a", "b"}
     for per_set in on_disk["sets"].values():
         assert set(per_set) == set(METRIC_KEYS) and per_set["n"] == 4

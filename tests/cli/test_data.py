@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from layout_factory import genimage, image_list, synthbuster
 from mmfr_factory import released_layout
 
 from fakereasoning.cli import main
@@ -19,8 +20,8 @@ def test_validate_json_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     report = json.loads(out)  # exactly one object
     assert out.strip().count("\n") == 0
-    assert set(report) == {"root", "train", "evaluation_sets", "problems"}
-    assert report["train"]["fake"] == 3
+    assert set(report) == {"layout", "root", "train", "evaluation_sets", "problems"}
+    assert report["layout"] == "mmfr" and report["train"]["fake"] == 3
 
 
 def test_validate_invalid_exit_1_with_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,3 +114,33 @@ def test_validate_and_stats_count_annotations_the_same_way(tmp_path: Path,
     assert train == report["train"]["annotations"] == 7
     for name, counts in report["evaluation_sets"].items():
         assert counts["annotations"] == next(r["annotations"] for r in rows if r["set"] == name)
+def test_validate_and_stats_other_layouts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = synthbuster(tmp_path / "s")
+    assert main(["data", "validate", str(root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["layout"] == "synthbuster"
+    assert report["evaluation_sets"] == {"dalle3": {"real": 3, "fake": 2, "annotations": 0},
+                                         "glide": {"real": 3, "fake": 1, "annotations": 0}}
+    assert main(["data", "stats", str(genimage(tmp_path / "g"))]) == 0
+    out = capsys.readouterr().out
+    assert "genimage layout (detected" in out and "sdv14" in out
+    (tmp_path / "s/glide/broken.png").write_bytes(b"junk")
+    assert main(["data", "validate", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "synthbuster layout" in out and "glide/broken.png: image does not decode" in out
+
+
+def test_validate_list_reports_every_bad_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = image_list(tmp_path)
+    path.write_text(path.read_text() + "imgs/none.png,real\n/abs/x.png,fake\nimgs/r0.png,perhaps\n")
+    assert main(["data", "validate", str(path), "--layout", "list"]) == 1
+    out = capsys.readouterr().out
+    assert "line 6: 'imgs/none.png': no such file" in out and "line 7: absolute path" in out
+    assert "line 8: label 'perhaps'" in out and "INVALID: 3 errors" in out
+
+
+def test_unknown_layout_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x/y").mkdir(parents=True)
+    assert main(["data", "stats", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown dataset layout" in err and "genimage" in err

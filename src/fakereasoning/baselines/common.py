@@ -240,6 +240,8 @@ class TrainOptions:
     keep_last: int = 1
     log_every: int = 10
     device: str | None = None
+    layout: str | None = None  # dataset layout (None: detected)
+    allow_absolute_paths: bool = False  # list layout: accept absolute paths
 
 
 @dataclass
@@ -301,7 +303,7 @@ def train_baseline(detector: BaselineDetector, root: str | Path, output: str | P
         prune_checkpoints,
         save_checkpoint,
     )
-    from fakereasoning.train.data import Schedule, load_examples, load_sample
+    from fakereasoning.train.data import Schedule, load_examples, load_sample, seen_sets
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -309,7 +311,7 @@ def train_baseline(detector: BaselineDetector, root: str | Path, output: str | P
     detector.to(device)
     augment = opts.augment if opts.augment is not None else detector.AUGMENT
     data_cfg = augment.data_config()
-    train_ex, held = load_examples(root, opts.val_fraction)
+    train_ex, held = load_examples(root, opts.val_fraction, opts.layout, opts.allow_absolute_paths)
     labels = torch.tensor([1.0 if e.label == "fake" else 0.0 for e in train_ex])
     schedule = Schedule(len(train_ex), opts.batch_size, 1, opts.seed)
     total = opts.max_steps or max(1, math.ceil(opts.epochs * schedule.per_epoch))
@@ -385,7 +387,8 @@ def train_baseline(detector: BaselineDetector, root: str | Path, output: str | P
     atomic_write_json(out / "train_summary.json", {
         "kind": detector.kind, "steps": total, "resumed_from": start, "seconds_this_run": round(seconds, 2),
         "images_seen_this_run": images_seen, "train_images": len(train_ex), "heldout_images": len(held),
-        "heldout": heldout, "device": str(device), "model_dir": str(model_dir)})
+        "heldout": heldout, "device": str(device), "model_dir": str(model_dir),
+        "data_root": str(root), "seen_sets": seen_sets(root, train_ex + held)})
     return summary
 
 

@@ -18,11 +18,51 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_layout_options(p: argparse.ArgumentParser) -> None:
+    """--layout and --allow-absolute-paths: how a dataset root (or list file) is read."""
+    from fakereasoning.data.layouts import LAYOUTS
+
+    p.add_argument("--layout", choices=tuple(LAYOUTS), default=None,
+                   help="dataset layout (default: detected and named on stderr): " + ", ".join(LAYOUTS))
+    p.add_argument("--allow-absolute-paths", action="store_true",
+                   help="list layout: accept absolute image paths (default: paths relative to the list file only)")
+
+
+def add_statistics_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibrate", default=None, metavar="SET|split:train|split:eval",
+                   help="also report accuracy at a threshold chosen (max balanced accuracy) on this set or split")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals (default 1000; 0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --max-per-class sampling and of the bootstrap")
+
+
+def cli_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Every option of a parsed command line, for the run block of metrics.json."""
+    return {k: v for k, v in vars(args).items() if k not in ("handler", "takes_overrides")}
+
+
+def _ci(interval: list[float] | None) -> str:
+    return f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
+
+
 def print_evaluation_summary(metrics: dict[str, Any] | None, out: Path) -> None:
-    """The two lines `evaluate` commands end with (nothing on non-main processes, which get None)."""
+    """The lines `evaluate` commands end with (nothing on non-main processes, which get None)."""
     if metrics is None:
         return
     mean = metrics["mean"]
-    acc = "n/a" if mean["acc"] is None else f"{mean['acc']:.4f}"
-    print(f"mean accuracy over {len(metrics['sets'])} sets: {acc}")
+    iv = (metrics.get("intervals") or {}).get("mean", {})
+    acc = "n/a" if mean["acc"] is None else f"{mean['acc']:.4f}{_ci(iv.get('acc'))}"
+    bal = "n/a" if mean.get("bal_acc") is None else f"{mean['bal_acc']:.4f}{_ci(iv.get('bal_acc'))}"
+    print(f"mean accuracy over {len(metrics['sets'])} sets: {acc}; balanced accuracy {bal}")
+    for g, m in (metrics.get("groups") or {}).items():
+        if m.get("bal_acc") is not None:
+            g_iv = (metrics.get("intervals") or {}).get(g, {})
+            print(f"{g} sets ({len(m['sets'])}): balanced accuracy {m['bal_acc']:.4f}{_ci(g_iv.get('bal_acc'))}")
+    threshold = metrics.get("threshold")
+    if threshold:
+        cal = mean.get("bal_acc_cal")
+        at = "n/a" if cal is None else f"{cal:.4f}"
+        print(f"threshold {threshold['value']:.4f} chosen on {threshold['source']}: mean balanced accuracy {at}")
+    for w in metrics.get("warnings") or []:
+        print(f"warning: {w}")
     print(f"report: {out / 'report.md'}")

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fakereasoning.cli._args import positive_int, print_evaluation_summary
+from fakereasoning.cli._args import (
+    add_layout_options,
+    add_statistics_options,
+    cli_options,
+    positive_int,
+    print_evaluation_summary,
+)
 
 KIND_CHOICES = ("univfd", "npr", "cnnspot")  # kept in step with baselines.registry.KINDS (tested)
 
@@ -39,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     t.add_argument("--kind", choices=KIND_CHOICES, required=True)
-    t.add_argument("--data", type=Path, required=True, help="dataset root (MMFR layout)")
+    t.add_argument("--data", type=Path, required=True, help="dataset root (any layout with a training split)")
     t.add_argument("--output", type=Path, required=True, help="output folder")
     t.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (overrides --epochs)")
     t.add_argument("--epochs", type=_positive_float, default=1.0)
@@ -53,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="npr/cnnspot: native-pixel crop side, a multiple of 8 (default 128 / 224)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    add_layout_options(t)
     t.set_defaults(handler=cmd_train)
 
     e = bsub.add_parser(
@@ -63,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--kind", choices=KIND_CHOICES, required=True)
     e.add_argument("--model", type=Path, required=True, help="a `baseline train` output folder (or its model/)")
-    e.add_argument("--data", type=Path, required=True, help="dataset root (holds evaluation_sets/)")
+    e.add_argument("--data", type=Path, required=True, help="dataset root in any layout, or a .csv/.jsonl list")
     e.add_argument("--out", type=Path, required=True, help="output folder")
     e.add_argument("--sets", default=None, help="comma-separated evaluation sets (default: all)")
     e.add_argument("--max-per-class", type=positive_int, default=None, help="at most N real and N fake per set")
@@ -71,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="jpeg:75 | resize:0.5 | blur:1.0 | noise:0.02 (repeat to compose)")
     e.add_argument("--batch-size", type=positive_int, default=16)
     e.add_argument("--device", default=None)
+    add_layout_options(e)
+    add_statistics_options(e)
     e.set_defaults(handler=cmd_evaluate)
 
 
@@ -89,7 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         options["crop"] = args.crop
     detector = build(args.kind, options, seed=args.seed)
     opts = TrainOptions(max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        seed=args.seed, device=args.device)
+                        seed=args.seed, device=args.device, layout=args.layout,
+                        allow_absolute_paths=args.allow_absolute_paths)
     summary = train_baseline(detector, args.data, args.output, opts, resume=args.resume,
                              progress=True)
     acc = summary.heldout.get("acc")
@@ -119,6 +129,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         title=f"Evaluation report: baseline {args.kind}",
         notes=[f"Baseline {args.kind} from {args.model} (no reasoning: fast-mode verdicts only)."],
+        seed=args.seed,
+        layout=args.layout,
+        allow_absolute_paths=args.allow_absolute_paths,
+        calibrate=args.calibrate,
+        bootstrap=args.bootstrap,
+        model_dir=str(args.model),
+        command="baseline evaluate",
+        cli_options=cli_options(args),
     )
     metrics = evaluate(detector, args.data, args.out, options, progress=True)
     print_evaluation_summary(metrics, args.out)

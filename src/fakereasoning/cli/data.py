@@ -1,4 +1,4 @@
-"""`fakereasoning data ...`: validate, summarise and convert datasets in the MMFR layout."""
+"""`fakereasoning data ...`: validate, summarise and convert datasets (MMFR and the other layouts)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from fakereasoning.cli._args import add_layout_options
 from fakereasoning.schema import ATTRIBUTES
 
 
@@ -17,14 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = data_sub.add_parser(
         "validate",
-        help="check a dataset in the MMFR layout and report every problem",
-        description="Check every image, JSON key, attribute and conversation; exit 0 when valid, 1 when not.",
+        help="check a dataset (any layout) and report every problem",
+        description="Check every image, JSON key, attribute and conversation (MMFR), or every image and list row "
+        "(other layouts); exit 0 when valid, 1 when not.",
     )
-    p.add_argument("root", type=Path, help="dataset root (holds evaluation_sets/ and/or training parts)")
+    p.add_argument("root", type=Path, help="dataset root (any layout), or a .csv/.jsonl list")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (counts + problems)")
     p.add_argument("--no-decode", action="store_true", help="skip decoding images (faster, finds less)")
     p.add_argument("--jobs", type=int, default=None, help="decoding threads (default: 2 per core, max 8)")
     p.add_argument("--max-problems", type=int, default=200, help="problems to print in text mode (default 200)")
+    add_layout_options(p)
     p.set_defaults(handler=cmd_validate)
 
     p = data_sub.add_parser(
@@ -42,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = data_sub.add_parser("stats", help="a table per set: images, real/fake, attribute frequency")
     p.add_argument("root", type=Path)
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    add_layout_options(p)
     p.set_defaults(handler=cmd_stats)
 
     from fakereasoning.cli.local import add_build_local
@@ -54,15 +58,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from fakereasoning.data.mmfr import validate
+    from fakereasoning.data.layouts import validate_dataset
 
-    report = validate(args.root, decode=not args.no_decode, jobs=args.jobs, progress=not args.json)
+    layout, report = validate_dataset(args.root, args.layout, args.allow_absolute_paths, decode=not args.no_decode,
+                                      jobs=args.jobs, progress=not args.json)
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        print(json.dumps({"layout": layout.layout, **report.to_dict()}, ensure_ascii=False))
         return 0 if report.ok else 1
     d = report.to_dict()
     t = d["train"]
-    print(f"dataset: {d['root']}")
+    print(f"dataset: {layout.describe()}")
     print(f"train: {t['real']} real, {t['fake']} fake, {t['annotations']} annotations, {t['conversations']} conversations")
     for name, c in d["evaluation_sets"].items():
         print(f"evaluation set {name}: {c['real']} real, {c['fake']} fake, {c['annotations']} annotations")
@@ -98,12 +103,15 @@ _SHORT = {name: "".join(w[0] for w in name.split() if w[0].isupper()) for name i
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from fakereasoning.data.mmfr import scan, summarize
+    from fakereasoning.data.layouts import load_dataset
+    from fakereasoning.data.mmfr import summarize
 
-    rows = summarize(scan(args.root))
+    dataset = load_dataset(args.root, args.layout, args.allow_absolute_paths)
+    rows = summarize(dataset.index)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
+    print(f"dataset: {dataset.describe()}")
     header = (f"{'split':<6} {'set':<24} {'images':>7} {'real':>6} {'fake':>6} {'annotated':>9} {'annotations':>11}"
               "  attribute frequency")
     print(header)

@@ -5,21 +5,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fakereasoning.cli._args import positive_int, print_evaluation_summary
+from fakereasoning.cli._args import (
+    add_layout_options,
+    add_statistics_options,
+    cli_options,
+    positive_int,
+    print_evaluation_summary,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="score a model on the evaluation sets of an MMFR-layout dataset",
+        help="score a model on the evaluation sets of a dataset (MMFR, GenImage, ForenSynths, Synthbuster, "
+        "folders, CSV/JSONL list)",
         description=(
-            "Writes OUT/predictions.jsonl, metrics.json, metrics.csv, report.md, roc.png and reliability.png. "
-            "Runs data-parallel under `accelerate launch`."
+            "Writes OUT/predictions.jsonl, metrics.json (with the run block and 95%% bootstrap intervals), "
+            "metrics.csv, report.md, roc.png and reliability.png. Runs data-parallel under `accelerate launch`."
         ),
     )
     p.add_argument("--model", type=Path, default=None,
                    help="model folder, or a `train --output` / checkpoint folder (default: the shipped model)")
-    p.add_argument("--data", type=Path, required=True, help="dataset root (holds evaluation_sets/)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="dataset root in any layout (see --layout), or a .csv/.jsonl list of path,label[,set]")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--sets", default=None, help="comma-separated evaluation sets (default: all)")
     p.add_argument("--mode", choices=("full", "fast"), default="fast",
@@ -31,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=512, help="full mode: generation budget")
     p.add_argument("--css-encoder", default="minilm", help="minilm (offline default) or clip:PATH")
     p.add_argument("--device", default=None)
+    add_layout_options(p)
+    add_statistics_options(p)
     p.set_defaults(handler=cmd_evaluate)
 
 
@@ -50,6 +60,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         css_encoder=args.css_encoder,
         max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        layout=args.layout,
+        allow_absolute_paths=args.allow_absolute_paths,
+        calibrate=args.calibrate,
+        bootstrap=args.bootstrap,
+        model_dir=None,  # filled from the resolved model folder below
+        command="evaluate",
+        cli_options=cli_options(args),
     )
     device = args.device
     if device is None:
@@ -57,6 +75,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         device = str(distributed_state().device)
     model = LazyModel(args.model, device=device)  # loads once the dataset has given images to score
+    options.model_dir = str(model.path)
     metrics = evaluate(model, args.data, args.out, options, progress=True)
     print_evaluation_summary(metrics, args.out)
     return 0

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fakereasoning.cli._args import positive_int
+from fakereasoning.cli._args import add_layout_options, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train a model (LM + CPM + FACL) on an MMFR-layout dataset",
+        help="train a model (LM + CPM + FACL) on a dataset's training split (MMFR, GenImage train/, lists)",
         description=(
             "Train from a TOML config; key=value arguments override it (e.g. optim.lr=1e-4 model.use_facl=false). "
             "Checkpoints go to OUTPUT/checkpoints/, the final model (with a fitted CPM temperature) to "
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=None, help="output folder (overrides run.output)")
     p.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (overrides optim.max_steps)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT")
+    add_layout_options(p)
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(handler=cmd_train, takes_overrides=True)
 
@@ -39,6 +40,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.run.output = str(args.output)
     if args.max_steps is not None:
         cfg.optim.max_steps = args.max_steps
+    if args.layout is not None:
+        cfg.data.layout = args.layout
+    if args.allow_absolute_paths:
+        cfg.data.allow_absolute_paths = True
     result = train(cfg, resume=args.resume, progress=True)
     if result is not None:
         t = "not fitted" if result.temperature is None else f"{result.temperature:.3f}"

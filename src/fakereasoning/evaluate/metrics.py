@@ -16,7 +16,9 @@ import numpy as np
 
 from fakereasoning.models.cpm import expected_calibration_error
 
-DETECTION_KEYS = ("n", "real_acc", "fake_acc", "acc", "ap", "auc", "ece", "failure_rate")
+DETECTION_KEYS = ("n", "n_real", "n_fake", "real_acc", "fake_acc", "acc", "bal_acc", "acc_cal", "bal_acc_cal",
+                  "ap", "auc", "ece", "failure_rate")
+COUNT_KEYS = ("n", "n_real", "n_fake")  # summed, not averaged, in the mean rows
 REASONING_KEYS = ("bleu1", "rouge_l", "css", "consistency", "attr_f1")
 METRIC_KEYS = DETECTION_KEYS + REASONING_KEYS
 ECE_BINS = 15
@@ -27,24 +29,40 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def detection_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | int | None]:
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    n = len(rows)
+def labels_and_probs(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(y: 1 = fake, p(fake)) over the non-failed rows: what every detection metric is computed on."""
     ok = [r for r in rows if not r.get("failed")]
     y = np.array([1 if r["truth"] == "fake" else 0 for r in ok], dtype=np.int64)
     p = np.array([float(r["prob_fake"]) for r in ok], dtype=np.float64)
+    return y, p
+
+
+def detection_metrics(rows: Sequence[Mapping[str, Any]], threshold: float | None = None
+                      ) -> dict[str, float | int | None]:
+    """Detection metrics of one set; `acc_cal` / `bal_acc_cal` at THRESHOLD (None when not given)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from fakereasoning.evaluate.stats import balanced_accuracy
+
+    n = len(rows)
+    y, p = labels_and_probs(rows)
     pred = (p >= 0.5).astype(np.int64)
     both = y.size > 0 and 0 < y.sum() < y.size
+    cal = threshold is not None and y.size > 0
     return {
         "n": n,
+        "n_real": int(sum(r["truth"] == "real" for r in rows)),
+        "n_fake": int(sum(r["truth"] == "fake" for r in rows)),
         "real_acc": float((pred[y == 0] == 0).mean()) if (y == 0).any() else None,
         "fake_acc": float((pred[y == 1] == 1).mean()) if (y == 1).any() else None,
         "acc": float((pred == y).mean()) if y.size else None,
+        "bal_acc": balanced_accuracy(y, p),
+        "acc_cal": float(((p >= threshold).astype(np.int64) == y).mean()) if cal else None,
+        "bal_acc_cal": balanced_accuracy(y, p, threshold) if cal else None,
         "ap": float(average_precision_score(y, p)) if both else None,
         "auc": float(roc_auc_score(y, p)) if both else None,
         "ece": expected_calibration_error(p, y, bins=ECE_BINS) if y.size else None,
-        "failure_rate": (n - len(ok)) / n if n else None,
+        "failure_rate": (n - int(y.size)) / n if n else None,
     }
 
 
@@ -109,20 +127,33 @@ class ReasoningScorer:
         }
 
 
+def mean_row(sets: Mapping[str, Mapping[str, Any]], names: Iterable[str]) -> dict[str, Any]:
+    """The unweighted mean over the sets NAMES of every metric; image counts are summed (integers)."""
+    chosen = [sets[n] for n in names if n in sets]
+    row: dict[str, Any] = {k: _mean(s[k] for s in chosen) for k in METRIC_KEYS}
+    row.update({k: int(sum(s[k] or 0 for s in chosen)) for k in COUNT_KEYS})
+    return row
+
+
 def compute_metrics(
-    rows: Sequence[Mapping[str, Any]], mode: str, scorer: ReasoningScorer | None = None
+    rows: Sequence[Mapping[str, Any]], mode: str, scorer: ReasoningScorer | None = None,
+    threshold: float | None = None, groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """`{"mode", "sets": {set: metrics}, "mean": metrics}`; reasoning metrics are None in fast mode."""
+    """`{"mode", "sets": {set: metrics}, "mean": metrics[, "groups": {name: metrics}]}`; reasoning metrics
+    are None in fast mode. GROUPS (e.g. seen / unseen sets) get mean rows of their own."""
     by_set: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         by_set.setdefault(str(r["set"]), []).append(r)
     sets: dict[str, dict[str, Any]] = {}
     for name in sorted(by_set):
-        m: dict[str, Any] = dict(detection_metrics(by_set[name]))
+        m: dict[str, Any] = dict(detection_metrics(by_set[name], threshold))
         if mode == "full" and scorer is not None:
             m.update(scorer.score(by_set[name]))
         else:
             m.update({k: None for k in REASONING_KEYS})
         sets[name] = m
-    mean = {k: _mean(s[k] for s in sets.values()) for k in METRIC_KEYS}
-    return {"mode": mode, "sets": sets, "mean": mean}
+    out: dict[str, Any] = {"mode": mode, "sets": sets, "mean": mean_row(sets, sets)}
+    if groups:
+        out["groups"] = {g: {"sets": [n for n in names if n in sets], **mean_row(sets, names)}
+                         for g, names in groups.items()}
+    return out

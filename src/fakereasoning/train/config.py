@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fakereasoning.data.layouts import LAYOUTS
 from fakereasoning.errors import FakeReasoningError
 
 
@@ -26,6 +27,8 @@ class TrainConfigError(FakeReasoningError):
 @dataclass
 class DataConfig:
     root: str | None = None
+    layout: str | None = None  # dataset layout (data.layouts; None: detected)
+    allow_absolute_paths: bool = False  # list layout: accept absolute image paths
     val_fraction: float = 0.05  # of the training images, held out to fit the CPM temperature
     max_val_images: int = 512
     jpeg_prob: float = 0.1  # augmentation applied alike to both classes (GENERALIZATION.md)
@@ -125,6 +128,7 @@ def validate(cfg: TrainConfig, source: str) -> None:
         (0 <= d.val_fraction < 1, "data.val_fraction must lie in [0, 1)"),
         (r.save_every >= 1 and r.keep_last >= 1, "run.save_every and run.keep_last must be >= 1"),
         (r.mixed_precision in ("no", "bf16", "fp16"), "run.mixed_precision must be no, bf16 or fp16"),
+        (d.layout is None or d.layout in LAYOUTS, f"data.layout must be one of {', '.join(LAYOUTS)}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -1,5 +1,10 @@
-"""Training samples from an MMFR-layout dataset: (image, label, tagged answer), a held-out split, and a
-deterministic order that `--resume` can replay exactly."""
+"""Training samples from a dataset in any layout (`data.layouts`): (image, label, tagged answer), a held-out
+split, and a deterministic order that `--resume` can replay exactly.
+
+MMFR datasets train on their conversations (full reasoning). The other layouts train on their training
+split's labels: an image with an annotation (a JSONL list's `attributes`) gets its tagged answer; one
+without gets only the fast-mode verdict, so the model learns to detect but not to write reasoning.
+"""
 
 from __future__ import annotations
 
@@ -13,21 +18,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from fakereasoning.data.cot import build_conversations, conversation_to_record
-from fakereasoning.data.mmfr import COT_FILE, scan
+from fakereasoning.data.cot import build_conversations, conversation_for, conversation_to_record
+from fakereasoning.data.layouts import Dataset, load_dataset
+from fakereasoning.data.mmfr import COT_FILE
 from fakereasoning.errors import FakeReasoningError, ImageLoadError
 from fakereasoning.fsio import UnsafePathError, safe_join
 from fakereasoning.imageio import load_image
-from fakereasoning.schema import Label
+from fakereasoning.schema import Label, fast_answer
 from fakereasoning.train.config import DataConfig
 
 
 @dataclass(frozen=True)
 class TrainExample:
-    image: str  # ROOT-relative path
+    image: str  # ROOT-relative path (a list's path as written)
     path: Path
     label: Label
-    answer: str  # the tagged chain-of-thought answer
+    answer: str  # the tagged chain-of-thought answer (the fast answer when the image has no annotation)
+    kind: str = "mix"  # prompt kind for the processor: "mix" (full or fast), "fast" (no reasoning to teach)
+    set: str = ""  # training part / generator the image belongs to
 
 
 def _held_out(key: str, fraction: float) -> bool:
@@ -36,14 +44,14 @@ def _held_out(key: str, fraction: float) -> bool:
     return (h / 2**64) < fraction
 
 
-def load_examples(root: str | Path, val_fraction: float) -> tuple[list[TrainExample], list[TrainExample]]:
-    """(train, held-out) examples. Conversations come from forgery_reasoning_cot.json when it exists
-    (as released), else they are built from the training parts' reasoning JSON."""
-    index = scan(root)
+def _mmfr_examples(dataset: Dataset) -> list[TrainExample]:
+    """Conversations from forgery_reasoning_cot.json when it exists (as released), else built from the
+    training parts' reasoning JSON."""
+    root, index = dataset.root, dataset.index
     unreadable = [p for p in index.problems if p.path == COT_FILE and p.severity == "error"]
     if index.conversations is None and unreadable:  # never fall back silently from a broken file
         raise FakeReasoningError(f"{Path(root) / COT_FILE}: {unreadable[0].message}")
-    labels = {r.key: r.label for r in index.train}
+    records = {r.key: r for r in index.train}
     entries = index.conversations if index.conversations is not None else build_conversations(index)
     examples: list[TrainExample] = []
     skipped = 0
@@ -54,22 +62,65 @@ def load_examples(root: str | Path, val_fraction: float) -> tuple[list[TrainExam
         except (ValueError, UnsafePathError):
             skipped += 1
             continue
-        label = conv.label or labels.get(conv.image)
+        record = records.get(conv.image)
+        label = conv.label or (record.label if record else None)
         if label is None or not path.is_file():
             skipped += 1
             continue
-        examples.append(TrainExample(conv.image, path, label, conv.answer))
+        examples.append(TrainExample(conv.image, path, label, conv.answer, "mix", record.set if record else ""))
     if skipped:
         source = Path(root) / COT_FILE if index.conversations is not None else root
         print(f"fakereasoning: warning: skipped {skipped} unusable training conversations of {source} "
               "(`fakereasoning data validate` lists them)", file=sys.stderr)
     if not examples:
         raise FakeReasoningError(f"{root}: no training conversations (run `fakereasoning data to-cot`)")
+    return examples
+
+
+def _layout_examples(dataset: Dataset, verbose: bool) -> list[TrainExample]:
+    train = dataset.index.train
+    if not train:
+        where = " (GenImage: <gen>/train/{ai,nature}; lists: a split column with train)" if dataset.layout in (
+            "genimage", "list") else ""
+        raise FakeReasoningError(f"{dataset.root}: no training images in this {dataset.layout} layout{where}; "
+                                 "ForenSynths, Synthbuster and plain folders are read as evaluation sets")
+    examples = []
+    for r in train:
+        if r.attributes and any(r.attributes.values()):
+            answer = conversation_for(r)["conversations"][1]["value"]
+            examples.append(TrainExample(r.key, r.path, r.label, answer, "mix", r.set))
+        else:
+            examples.append(TrainExample(r.key, r.path, r.label, fast_answer(r.label), "fast", r.set))
+    fast = sum(e.kind == "fast" for e in examples)
+    if fast and verbose:
+        print(f"fakereasoning: note: {fast} of {len(examples)} training images have no reasoning annotation "
+              f"({dataset.layout} layout): they train the fast-mode verdict only; full-mode reasoning is not "
+              "learned from them", file=sys.stderr)
+    return examples
+
+
+def load_examples(root: str | Path, val_fraction: float, layout: str | None = None, allow_absolute: bool = False,
+                  verbose: bool = True) -> tuple[list[TrainExample], list[TrainExample]]:
+    """(train, held-out) examples of the dataset's training split."""
+    dataset = load_dataset(root, layout, allow_absolute)
+    if verbose:
+        print(f"fakereasoning: data: {dataset.describe()}", file=sys.stderr)
+    examples = _mmfr_examples(dataset) if dataset.layout == "mmfr" else _layout_examples(dataset, verbose)
     train = [e for e in examples if not _held_out(e.image, val_fraction)]
     held = [e for e in examples if _held_out(e.image, val_fraction)]
     if not train:
         raise FakeReasoningError(f"{root}: every training image fell in the held-out split")
     return train, held
+
+
+def seen_sets(root: str | Path, examples: list[TrainExample]) -> list[str]:
+    """Names of the sets a model trained on EXAMPLES has seen: the sets (parts, generators) of its training
+    images, and the sets the training data's manifest marks `in_training`. Written to train_summary.json,
+    where `evaluate` reads them when the evaluation data has no manifest."""
+    from fakereasoning.data.layouts import read_in_training
+
+    marks, _ = read_in_training(Path(root), [])
+    return sorted({e.set for e in examples if e.set} | {name for name, seen in marks.items() if seen})
 
 
 def augment(img: Image.Image, cfg: DataConfig, rng: random.Random, label: Label | None = None) -> Image.Image:

@@ -33,7 +33,7 @@ from fakereasoning.train.checkpoint import (
     save_checkpoint,
 )
 from fakereasoning.train.config import TrainConfig
-from fakereasoning.train.data import Schedule, TrainExample, load_examples, load_sample
+from fakereasoning.train.data import Schedule, TrainExample, load_examples, load_sample, seen_sets
 
 METRICS_FILE = "metrics.jsonl"
 FINAL_MODEL = "model"
@@ -110,7 +110,7 @@ def _micro_samples(examples: list[TrainExample], idx: list[int], cfg: TrainConfi
         ex = examples[i]
         img = load_sample(ex, cfg.data, rng)
         if img is not None:
-            samples.append((img, ex.label, ex.answer, "mix"))
+            samples.append((img, ex.label, ex.answer, ex.kind))
     return samples
 
 
@@ -188,7 +188,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
     if resume and latest is None and accelerator.is_main_process:
         print(f"fakereasoning: no checkpoint in {ckpt_dir}: starting from scratch", file=sys.stderr)
 
-    train_ex, held = load_examples(cfg.data.root, cfg.data.val_fraction)
+    train_ex, held = load_examples(cfg.data.root, cfg.data.val_fraction, cfg.data.layout,
+                                   cfg.data.allow_absolute_paths, verbose=accelerator.is_main_process)
     model = _build_model(cfg, train_ex, out, accelerator, latest)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -270,6 +271,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
         "steps": total, "resumed_from": start_step, "seconds_this_run": round(seconds, 1),
         "train_images": len(train_ex), "heldout_images": len(held), "temperature": temperature,
         "heldout": heldout, "processes": accelerator.num_processes, "device": str(accelerator.device),
-        "model_dir": str(model_dir), "pid": os.getpid(),
+        "model_dir": str(model_dir), "pid": os.getpid(), "data_root": cfg.data.root,
+        "fast_only_images": sum(e.kind == "fast" for e in train_ex),
+        "seen_sets": seen_sets(cfg.data.root, train_ex + held),
     })
     return TrainResult(model_dir, total, seconds, temperature, heldout)

@@ -21,7 +21,7 @@ from PIL import Image
 from fakereasoning.cli import main
 from fakereasoning.data.mmfr import scan, validate
 from fakereasoning.data.public import build as build_mod
-from fakereasoning.data.public.build import TRAIN_PART, build_public
+from fakereasoning.data.public.build import build_public
 from fakereasoning.data.public.dedup import image_hashes
 from fakereasoning.data.public.manifest import (
     DEFAULT_MANIFEST,
