@@ -74,6 +74,7 @@ class Splits:
     eval_real_sources: list[str]
     eval_per_class: int = 200
     train_fake_crops_per_family: int = 600
+    family_caps: dict[str, int] = field(default_factory=dict)  # per-family crop caps (e.g. a dominant one)
     max_crops_per_fake: int = 4
     max_crops_per_real: int = 2
     balance_bytes: bool = True  # equalise the PNG size distribution of the classes (see _balance_file_sizes)
@@ -330,8 +331,10 @@ def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, 
     n_fake = 0
     for family in sorted(train_fakes):
         imgs = sorted(train_fakes[family], key=lambda r: r.key)
-        per = max(1, min(splits.max_crops_per_fake, -(-splits.train_fake_crops_per_family // max(1, len(imgs)))))
-        budget = splits.train_fake_crops_per_family
+        budget = splits.family_caps.get(family, splits.train_fake_crops_per_family)
+        per = max(1, min(splits.max_crops_per_fake, -(-budget // max(1, len(imgs)))))
+        rng.shuffle(imgs)
+        imgs = _spread_groups(imgs)  # a capped family still covers as many prompts as it can
         for r in imgs:
             if budget <= 0:
                 break
