@@ -63,6 +63,15 @@ PROMPT_FULL = (
     "'this image is real' or 'this image is fake'."
 )
 PROMPT_FAST = "Is this image real or fake? Answer directly."
+EVIDENCE_OPEN, EVIDENCE_CLOSE = "<EVIDENCE>", "</EVIDENCE>"
+
+
+def prompt_with_evidence(evidence: str | None, prompt: str = PROMPT_FULL) -> str:
+    """The full-mode prompt with the image's measurements appended as an <EVIDENCE> block (grounded
+    reasoning: the model reads what was measured and may state only those values)."""
+    if not evidence:
+        return prompt
+    return f"{prompt}\n{EVIDENCE_OPEN} {clean_inline(evidence)} {EVIDENCE_CLOSE}"
 # full: generate the reasoning; fast: p(fake) from one forward pass. The CLI, the server and the Python API
 # default to the same one.
 DEFAULT_MODE = "full"
@@ -276,7 +285,9 @@ def parse_cot(text: Any) -> ParsedAnswer:
 
 
 # --- The Verdict ---------------------------------------------------------------------------------------
-VERDICT_SCHEMA = "fakereasoning.verdict/v1"
+VERDICT_SCHEMA = "fakereasoning.verdict/v2"
+# v1 had no `measurements`; records of either version are read
+VERDICT_SCHEMAS = ("fakereasoning.verdict/v1", VERDICT_SCHEMA)
 
 
 @dataclass
@@ -292,6 +303,9 @@ class Verdict:
     raw_text: str | None = None
     model_id: str | None = None
     elapsed_ms: float | None = None
+    # what was measured on the image (evidence.findings.measured_values), the values the reasoning may
+    # state; None in fast mode. Measured, not written by the model: shown as such.
+    measurements: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.label not in LABELS:
@@ -309,8 +323,8 @@ class Verdict:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
         schema = data.get("schema")
-        if schema != VERDICT_SCHEMA:
-            raise ValueError(f"not a {VERDICT_SCHEMA} record (schema={schema!r})")
+        if schema not in VERDICT_SCHEMAS:
+            raise ValueError(f"not a fakereasoning verdict record (schema={schema!r}; expected {VERDICT_SCHEMAS})")
         names = cls.__dataclass_fields__.keys()
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -323,6 +337,7 @@ class Verdict:
         model_id: str | None = None,
         elapsed_ms: float | None = None,
         threshold: float = 0.5,
+        measurements: dict[str, float] | None = None,
     ) -> Verdict:
         """Build a verdict from a probability and (optionally) a generated tagged answer."""
         parsed = parse_cot(text or "")
@@ -336,4 +351,5 @@ class Verdict:
             raw_text=text,
             model_id=model_id,
             elapsed_ms=elapsed_ms,
+            measurements=measurements,
         )

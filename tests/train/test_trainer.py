@@ -106,7 +106,7 @@ def test_train_evaluate_detect_end_to_end(toy_data: Path, tmp_path: Path, capsys
     assert code == 1
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["image"] for x in lines] == [str(good), str(bad), str(tmp_path / "nope*.png")]
-    assert lines[0]["schema"] == "fakereasoning.verdict/v1" and 0 <= lines[0]["prob_fake"] <= 1
+    assert lines[0]["schema"] == "fakereasoning.verdict/v2" and 0 <= lines[0]["prob_fake"] <= 1
     assert "error" in lines[1] and "error" in lines[2]
 
 

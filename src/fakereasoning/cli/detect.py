@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one Verdict JSON object per line")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--max-new-tokens", type=positive_int, default=512, help="full mode: generation budget")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="full mode: 0 (default) = greedy, the same text every run and at any batch size; > 0 samples "
+                        "the wording among the findings the measurements support")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(handler=cmd_detect)
 
@@ -33,8 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _readable(record: dict) -> str:
     lines = [f"{record['image']}",
              f"  verdict: {record['label'].upper()}  (p(fake) = {record['prob_fake']:.3f}: {prob_words(record['prob_fake'])})"]
+    measured = record.get("measurements")
+    if measured:
+        shown = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in measured.items() if k not in ("width", "height"))
+        lines.append(f"  measured (computed on the image, not written by the model): {shown}")
     if record.get("caption"):
         lines.append(f"  caption: {record['caption']}")
+    if record.get("attributes"):
+        lines.append("  model-written reasoning (each finding restates a measured value above):")
     for name, text in (record.get("attributes") or {}).items():
         mark = "forgery " if name in FORGERY_ATTRIBUTES else "authentic"
         lines.append(f"  [{mark}] {name}: {text}")
@@ -48,7 +57,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     model = LazyModel(args.model, device=args.device)  # loads only once an input decodes
     failed = 0
-    kwargs = {"max_new_tokens": args.max_new_tokens} if args.mode == "full" else {}
+    kwargs = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature} if args.mode == "full" else {}
     for result in detect_paths(model, args.inputs, mode=args.mode, batch_size=args.batch_size,
                                progress=True, **kwargs):
         record = result.to_dict()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -33,6 +32,9 @@ def add_build_public(data_sub: argparse._SubParsersAction) -> None:
                    help="which families are held out / calibrate, which real sources evaluate (JSON)")
     p.add_argument("--reserved", type=Path, default=DEFAULT_RESERVED,
                    help="images reserved for independent evaluation, always dropped (TSV: sha256, phash, dhash)")
+    p.add_argument("--aligned-weights", type=Path, default=None, metavar="DIR",
+                   help="folder with taef2_encoder.pth / taef2_decoder.pth (madebyollin/taesd, checked by sha256): "
+                        "add aligned fakes, TAEF2 reconstructions of training real crops, to the training part")
     p.add_argument("--seed", type=int, default=0, help="seed of the crops, JPEG qualities and balance (default 0)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     p.set_defaults(handler=cmd_build_public)
@@ -42,8 +44,7 @@ def cmd_build_public(args: argparse.Namespace) -> int:
     from fakereasoning.data.public import build_public
 
     summary = build_public(args.out, mirror=args.mirror, manifest=args.manifest, sources=args.sources,
-                           splits=args.splits, reserved=args.reserved, seed=args.seed,
-                           progress=sys.stderr.isatty())
+                           splits=args.splits, reserved=args.reserved, seed=args.seed, aligned_weights=args.aligned_weights)
     if args.json:
         brief = {k: v for k, v in summary.items() if k != "dropped_detail"}
         print(json.dumps(brief))

@@ -19,7 +19,8 @@ from fakereasoning.models.cpm import expected_calibration_error
 DETECTION_KEYS = ("n", "n_real", "n_fake", "real_acc", "fake_acc", "acc", "bal_acc", "acc_cal", "bal_acc_cal",
                   "ap", "auc", "ece", "failure_rate")
 COUNT_KEYS = ("n", "n_real", "n_fake")  # summed, not averaged, in the mean rows
-REASONING_KEYS = ("bleu1", "rouge_l", "css", "consistency", "attr_f1")
+REASONING_KEYS = ("bleu1", "rouge_l", "css", "consistency", "attr_f1", "numbers_matching", "findings_consistent",
+                  "findings_garbled", "caption_rate")
 METRIC_KEYS = DETECTION_KEYS + REASONING_KEYS
 ECE_BINS = 15
 
@@ -124,7 +125,24 @@ class ReasoningScorer:
             "attr_f1": _mean(
                 attribute_f1(r.get("attributes") or [], r.get("reference_attributes") or []) for r in scored
             ),
+            **faithfulness_metrics([r["faithfulness"] for r in ok if r.get("faithfulness")]),
         }
+
+
+def faithfulness_metrics(checks: Sequence[Mapping[str, int]]) -> dict[str, float | None]:
+    """Shares over all stated findings of a set: numbers equal to the image's measurement (within rounding),
+    findings whose condition holds for the image, findings that fit no known form; and the share of
+    answers with a caption."""
+    def share(part: str, whole: str) -> float | None:
+        total = sum(c[whole] for c in checks)
+        return sum(c[part] for c in checks) / total if total else None
+
+    return {
+        "numbers_matching": share("numbers_matching", "numbers"),
+        "findings_consistent": share("consistent", "findings"),
+        "findings_garbled": share("garbled", "findings"),
+        "caption_rate": _mean(float(c["caption"]) for c in checks) if checks else None,
+    }
 
 
 def mean_row(sets: Mapping[str, Mapping[str, Any]], names: Iterable[str]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class EvalOptions:
     perturbations: Sequence[Perturbation] = ()
     batch_size: int = 16
     css_encoder: str = "minilm"
-    max_new_tokens: int = 512  # decoding as released: temperature 0.2, 1 beam, up to 512 new tokens, seed 0
+    max_new_tokens: int = 512  # full mode decodes greedily (grounded findings; see FakeReasoning._generate_full)
     seed: int = 0
     title: str = "Evaluation report"
     notes: list[str] = field(default_factory=list)
@@ -112,6 +112,23 @@ def prediction_row(record: ImageRecord, verdict: Any, mode: str) -> dict[str, An
     return row
 
 
+def faithfulness(verdict: Any, image: Image.Image) -> dict[str, int]:
+    """How the verdict's findings fare against the image's own measurements, measured here, independently
+    of the model: numbers stated and matching, findings consistent with their measurement, findings that
+    fit no known form (garbled), and whether a caption is present."""
+    from fakereasoning.evidence.findings import check_reasoning, measure_view
+
+    checks = check_reasoning(verdict.attributes or {}, measure_view(image))
+    return {
+        "findings": len(checks),
+        "numbers": sum(c.numbers for c in checks),
+        "numbers_matching": sum(c.numbers_matching for c in checks),
+        "consistent": sum(c.consistent for c in checks),
+        "garbled": sum(c.finding is None for c in checks),
+        "caption": int(bool((verdict.caption or "").strip())),
+    }
+
+
 def _load(record: ImageRecord, perturb: Callable[[Image.Image, str], Image.Image]) -> Image.Image:
     return perturb(load_image(record.path, name=record.key), record.key)
 
@@ -146,8 +163,10 @@ def run_predictions(model: Any, records: Sequence[ImageRecord], options: EvalOpt
         if images:
             kwargs = {"max_new_tokens": options.max_new_tokens} if options.mode == "full" else {}
             verdicts = model.detect_many(images, mode=options.mode, batch_size=options.batch_size, **kwargs)
-            for i, verdict in zip(kept, verdicts, strict=True):
+            for i, image, verdict in zip(kept, images, verdicts, strict=True):
                 row = prediction_row(records[i], verdict, options.mode)
+                if options.mode == "full":
+                    row["faithfulness"] = faithfulness(verdict, image)
                 row["_index"] = i
                 rows.append(row)
         bar.update(len(chunk))

@@ -49,6 +49,10 @@ class FakeReasoningConfig:
     cpm_scale: float = 10.0
     temperature: float = 1.0  # fitted on held-out data by cpm.fit_temperature
 
+    # --- grounded reasoning ---
+    evidence_prompt: bool = False  # full mode reads the image's measurements in an <EVIDENCE> block
+    imagenet_caption: bool = False  # tiny: caption from the ImageNet classifier head (else no caption)
+
     # --- text ---
     prompt_template: str = "USER: {image}\n{prompt} ASSISTANT:"
     max_length: int = 512

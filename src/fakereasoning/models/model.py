@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +38,6 @@ from fakereasoning.models.processor import (
 from fakereasoning.models.registry import get_builder
 from fakereasoning.paths import resolve_model_dir
 
-_CONCLUSION_LEAD = re.compile(r"<CONCLUSION>\s*This image is$")
-_THEREFORE_LEAD = re.compile(r"Therefore,?\s*this image is$", re.IGNORECASE)
-_TAIL_TOKENS = 12
-
 
 @dataclass
 class FakeReasoningOutput:
@@ -64,6 +58,7 @@ class FakeReasoningOutput:
 class _Generated:
     texts: list[str]
     probs: list[float]
+    measurements: list[dict[str, float] | None] = field(default_factory=list)
 
 
 class FakeReasoning(nn.Module):
@@ -80,7 +75,8 @@ class FakeReasoning(nn.Module):
             )
         except ValueError as exc:
             raise ModelConfigError(f"{config.backbone} tokenizer: {exc}") from None
-        self.processor = FakeReasoningProcessor(self.text, backbone.image_inputs, config.fast_prompt_ratio)
+        self.processor = FakeReasoningProcessor(self.text, backbone.image_inputs, config.fast_prompt_ratio,
+                                                config.evidence_prompt)
         self.facl: FACL | None = None
         if config.use_facl:
             self.facl = FACL(
@@ -294,118 +290,107 @@ class FakeReasoning(nn.Module):
         pair = self._with_prior(last[:, list(self.text.verdict_ids)], prior)
         return cpm.cpm_probability(pair, self.config.cpm_scale, self.config.temperature).tolist()
 
-    def _pick(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
-        if temperature <= 1e-5:
-            return int(logits.argmax())
-        probs = torch.softmax(logits / temperature, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=generator))
+    # --- grounded full mode ----------------------------------------------------------------------------
+    def _extend(self, cache: Any, ids: list[int], pos: int) -> tuple[torch.Tensor, Any, int]:
+        """Feed `ids` after a batch-1 cache; returns (logits of every fed position, cache, new position)."""
+        step = torch.tensor([ids], device=self.device)
+        positions = torch.arange(pos, pos + len(ids), device=self.device)[None]
+        logits, _, cache = self.backbone.run_lm(self.backbone.embed(step), None, positions, cache=cache)
+        return logits[0].float(), cache, pos + len(ids)
 
-    def _tokens_ending_in_is(self) -> frozenset[int]:
-        cached = getattr(self, "_ends_is", None)
-        if cached is None:
-            ids = range(len(self.tokenizer))
-            texts = self.tokenizer.convert_ids_to_tokens(list(ids))
-            decoded = [self.tokenizer.convert_tokens_to_string([t]) if t else "" for t in texts]
-            cached = frozenset(
-                i for i, t in zip(ids, decoded, strict=True) if t.rstrip().endswith("is") and t.endswith("is")
-            )
-            self._ends_is = cached
-        return cached
+    def _score(self, cache: Any, last: torch.Tensor, pos: int, options: list[list[int]]) -> torch.Tensor:
+        """Mean log-probability of each token sequence in `options` as the continuation of a batch-1 cache
+        whose last logits are `last` (one batched pass; the cache itself is left as it was)."""
+        import copy
+
+        k, width = len(options), max(len(o) for o in options)
+        pad = self.text.pad_id
+        ids = torch.tensor([o + [pad] * (width - len(o)) for o in options], device=self.device)
+        branch = copy.deepcopy(cache)
+        branch.batch_repeat_interleave(k)
+        mask = torch.ones(k, pos + width, dtype=torch.long, device=self.device)
+        for i, o in enumerate(options):
+            mask[i, pos + len(o):] = 0
+        positions = torch.arange(pos, pos + width, device=self.device).expand(k, -1)
+        logits, _, _ = self.backbone.run_lm(self.backbone.embed(ids), mask, positions, cache=branch)
+        logp = torch.log_softmax(torch.cat([last.expand(k, 1, -1), logits[:, :-1].float()], dim=1), dim=-1)
+        token_logp = logp.gather(-1, ids[..., None])[..., 0]
+        lengths = torch.tensor([len(o) for o in options], device=self.device)
+        valid = torch.arange(width, device=self.device)[None] < lengths[:, None]
+        return (token_logp * valid).sum(1) / lengths
+
+    def _choose(self, scores: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
+        if temperature <= 1e-5:
+            return int(scores.argmax())
+        return int(torch.multinomial(torch.softmax(scores / temperature, dim=-1), 1, generator=generator))
+
+    @torch.no_grad()
+    def _grounded_answer(self, image: Any, label: str, measured: Any, caption: str | None, temperature: float,
+                         generator: torch.Generator | None) -> str:
+        """The tagged answer for a decided verdict. The model reads the measurements (<EVIDENCE> block) and
+        chooses, attribute by attribute, which of the findings they support it states and in which words
+        (scored by its own likelihood); it cannot state anything else, so every number is the image's own
+        and every finding agrees with its measurement. The caption comes from what can see (see `caption`)."""
+        from fakereasoning.evidence import findings
+
+        prompt = (schema.prompt_with_evidence(findings.evidence_text(measured)) if self.config.evidence_prompt
+                  else schema.PROMPT_FULL)
+        head = schema.format_cot(label, {}, caption or "").split(schema.LOW_LEVEL_LEAD)[0] + schema.LOW_LEVEL_LEAD
+        head_ids = self.text._encode(" " + head)[0]
+        last, cache, pos, _ = self._prefill([image], prompt, head_ids)
+        chosen: dict[str, str] = {}
+        for attribute, cands in findings.candidates(measured, label).items():  # type: ignore[arg-type]
+            texts = [schema.clean_finding(c.text) for c in cands]
+            options = [self.text._encode(f" {attribute}: {t}")[0] for t in texts]
+            pick = self._choose(self._score(cache, last[0], pos, options), temperature, generator) if len(options) > 1 else 0
+            chosen[attribute] = cands[pick].text
+            logits, cache, pos = self._extend(cache, options[pick], pos)
+            last = logits[-1:]
+        return schema.format_cot(label, chosen, caption or "")
+
+    def caption(self, images: Sequence[ImageInput]) -> list[str | None]:
+        """What each image shows, from a part that can see it (the tiny backbone: the ImageNet classifier
+        of its frozen EfficientNet; None when it is unsure), or None when the backbone has no such part."""
+        describe = getattr(self.backbone, "describe", None)
+        if describe is None or not images:
+            return [None] * len(images)
+        return describe(self._to_device(self.processor.images(images)))
 
     @torch.no_grad()
     def _generate_full(
         self,
         images: Sequence[ImageInput],
         max_new_tokens: int = 512,
-        temperature: float = 0.2,
+        temperature: float = 0.0,
         seed: int | None = 0,
-        prefill_summary: bool = True,
     ) -> _Generated:
-        """Greedy/sampled decoding with KV cache. At "<CONCLUSION> This image is" the verdict word is the
-        CPM decision (p(fake) >= 0.5), so text and probability agree; at "Therefore, this image is" the
-        choice is restricted to the two verdict words. An answer that would end (EOS or budget) without a
-        conclusion gets the conclusion appended, still chosen by CPM."""
-        text, eos = self.text, self.text.eos_id
-        prefix = text.summary_prefix if prefill_summary else []
-        logits, cache, pos, prior = self._prefill(images, schema.PROMPT_FULL, prefix)
-        n = len(images)
-        generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
-        gen: list[list[int]] = [[] for _ in range(n)]
-        queues: list[deque[int]] = [deque() for _ in range(n)]
-        done = [False] * n
-        concluded = [False] * n
-        probs: list[float | None] = [None] * n
-        lead = list(text.fast_prefix)
-        reserve = len(lead) + 1 + max(len(t) for t in text.conclusion_tail.values()) + 1
-        vid = list(text.verdict_ids)
-        ends_is = self._tokens_ending_in_is()
-        for step in range(max_new_tokens):
-            chosen: list[int] = []
-            for i in range(n):
-                if done[i]:
-                    chosen.append(text.pad_id)
-                    continue
-                if not queues[i]:
-                    # only a token ending in "is" can complete a verdict lead: decode the tail just then
-                    tail = (
-                        self.tokenizer.decode(gen[i][-_TAIL_TOKENS:])
-                        if gen[i] and gen[i][-1] in ends_is
-                        else ""
-                    )
-                    if not concluded[i] and _CONCLUSION_LEAD.search(tail):
-                        p = float(
-                            cpm.cpm_probability(
-                                logits[i, vid], self.config.cpm_scale, self.config.temperature
-                            )
-                        )
-                        probs[i] = p
-                        label = "fake" if p >= 0.5 else "real"
-                        concluded[i] = True
-                        queues[i].extend(
-                            [vid[1] if label == "fake" else vid[0], *text.conclusion_tail[label]]
-                        )
-                        if eos is not None:
-                            queues[i].append(eos)
-                    elif not concluded[i] and max_new_tokens - step <= reserve:
-                        queues[i].extend(lead)
-                    elif _THEREFORE_LEAD.search(tail):
-                        queues[i].append(vid[self._pick(logits[i, vid], temperature, generator)])
-                    else:
-                        tok = self._pick(logits[i], temperature, generator)
-                        if tok == eos and not concluded[i]:
-                            queues[i].extend(lead)
-                        else:
-                            queues[i].append(tok)
-                tok = queues[i].popleft()
-                gen[i].append(tok)
-                if tok == eos or (concluded[i] and not queues[i] and eos is None):
-                    done[i] = True
-                chosen.append(tok)
-            if all(done):
-                break
-            step_ids = torch.tensor(chosen, device=self.device)[:, None]
-            embeds = self.backbone.embed(step_ids)
-            positions = torch.full((n, 1), pos, device=self.device)
-            out, _, cache = self.backbone.run_lm(embeds, None, positions, cache=cache, logits_to_keep=1)
-            logits = out[:, -1].float()
-            pos += 1
-        missing = [i for i in range(n) if probs[i] is None]
-        if missing:  # budget too small to conclude: fall back to fast mode for the probability
-            fast = self.fast_probabilities([images[i] for i in missing])
-            for i, p in zip(missing, fast, strict=True):
-                probs[i] = p
-        texts = []
-        for i in range(n):
-            ids = prefix + [t for t in gen[i] if t != eos and t != text.pad_id]
-            texts.append(self.tokenizer.decode(ids, skip_special_tokens=False).strip())
-        return _Generated(texts, [float(p) for p in probs])  # type: ignore[arg-type]
+        """Full mode: CPM decides first (one forward pass of the direct-answer prompt), then the reasoning
+        is written for that verdict from the image's measurements (`_grounded_answer`), so text, verdict
+        and p(fake) agree. Greedy unless a temperature is given; each image is answered on its own, so the
+        text never depends on the batch. `max_new_tokens` is kept for API compatibility (answers are
+        bounded by the findings, far below any budget)."""
+        from fakereasoning.evidence import findings
+
+        pil = [as_image(im) for im in images]
+        probs = self.fast_probabilities(pil)
+        captions = self.caption(pil)
+        texts, measured = [], []
+        for i, (img, p) in enumerate(zip(pil, probs, strict=True)):
+            generator = None
+            if temperature > 1e-5 and seed is not None:
+                generator = torch.Generator(device=self.device).manual_seed(int(seed) + i)
+            label = "fake" if p >= 0.5 else "real"
+            m = findings.measure_view(img)
+            texts.append(self._grounded_answer(img, label, m, captions[i], temperature, generator))
+            measured.append(findings.measured_values(m))
+        return _Generated(texts, probs, measured)
 
     def generate(
         self,
         images: Sequence[ImageInput],
         mode: str = "full",
         max_new_tokens: int = 512,
-        temperature: float = 0.2,
+        temperature: float = 0.0,
         seed: int | None = 0,
     ) -> list[str]:
         """Tagged answers. Fast mode answers only the conclusion, decided by CPM from one forward pass."""
@@ -430,7 +415,7 @@ class FakeReasoning(nn.Module):
         mode: str = schema.DEFAULT_MODE,
         batch_size: int = 16,
         max_new_tokens: int = 512,
-        temperature: float = 0.2,
+        temperature: float = 0.0,
         seed: int | None = 0,
         on_error: str = "raise",
         progress: bool = False,
@@ -463,16 +448,18 @@ class FakeReasoning(nn.Module):
                 chunk = loaded[start : start + batch_size]
                 pil = [c[2] for c in chunk]
                 t0 = time.perf_counter()
+                measured: list[dict[str, float] | None] = [None] * len(chunk)
                 if mode == "fast":
                     probs = self.fast_probabilities(pil)
                     texts = [schema.fast_answer("fake" if p >= 0.5 else "real") for p in probs]
                 else:
                     out = self._generate_full(pil, max_new_tokens, temperature, seed)
-                    probs, texts = out.probs, out.texts
+                    probs, texts, measured = out.probs, out.texts, out.measurements
                 per_ms = (time.perf_counter() - t0) * 1000.0 / len(chunk)
-                for (i, name, _), p, text in zip(chunk, probs, texts, strict=True):
+                for (i, name, _), p, text, m in zip(chunk, probs, texts, measured, strict=True):
                     results[i] = schema.Verdict.from_answer(
-                        name, min(1.0, max(0.0, p)), text, model_id=self.model_id, elapsed_ms=per_ms
+                        name, min(1.0, max(0.0, p)), text, model_id=self.model_id, elapsed_ms=per_ms,
+                        measurements=m,
                     )
                 if bar is not None:
                     bar.update(len(chunk))

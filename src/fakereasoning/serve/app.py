@@ -4,7 +4,7 @@ Endpoints (every error is JSON `{"error": {"message", "type", "code", "param"}}`
 official client and the page can show it; bad input is always a 4xx, never a 500):
 
 - `POST /v1/detect`: multipart (`file`, optional `mode`) or JSON `{"image": base64 | data URL, "mode"}`
-  -> the `fakereasoning.verdict/v1` JSON.
+  -> the `fakereasoning.verdict/v2` JSON.
 - `POST /v1/chat/completions`: OpenAI chat format; one `image_url` part holding a data URL (the server
   fetches nothing, so remote URLs are refused); the answer is the tagged FDR answer.
 - `GET /v1/models`, `GET /healthz`, `GET /` (the page).

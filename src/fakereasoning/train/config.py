@@ -41,6 +41,13 @@ class DataConfig:
     # local generators' reconstructions are softer than the photos (see MMFR-Local's sharpness statistic).
     real_blur_prob: float = 0.0
     real_blur_sigma: tuple[float, float] = (0.3, 1.5)
+    # For datasets annotated by the evidence annotator (MMFR-Local, MMFR-Public): rewrite each full-mode
+    # target from the measurements of the image as augmented, so the reasoning taught states the values
+    # of the pixels the model sees (a JPEG or blur changes them).
+    evidence_targets: bool = False
+    # fit the CPM temperature on this evaluation set of the training root (a held-out generator) instead
+    # of the held-out share of the training images
+    calibration_set: str | None = None
     num_workers: int = 0
 
 

@@ -99,6 +99,18 @@ def _layout_examples(dataset: Dataset, verbose: bool) -> list[TrainExample]:
     return examples
 
 
+def calibration_examples(root: str | Path, set_name: str, layout: str | None = None) -> list[TrainExample]:
+    """The images of evaluation set SET_NAME, to fit the CPM temperature on a generator the model never
+    saw (held-out images of the training generators would make p(fake) look better calibrated than it is
+    on unseen sources)."""
+    dataset = load_dataset(root, layout)
+    records = dataset.index.evaluation_sets.get(set_name)
+    if not records:
+        known = ", ".join(sorted(dataset.index.evaluation_sets)) or "none"
+        raise FakeReasoningError(f"{root}: no evaluation set {set_name!r} to calibrate on (sets: {known})")
+    return [TrainExample(r.key, r.path, r.label, "", "fast", set_name) for r in records]
+
+
 def load_examples(root: str | Path, val_fraction: float, layout: str | None = None, allow_absolute: bool = False,
                   verbose: bool = True) -> tuple[list[TrainExample], list[TrainExample]]:
     """(train, held-out) examples of the dataset's training split."""

@@ -33,7 +33,14 @@ from fakereasoning.train.checkpoint import (
     save_checkpoint,
 )
 from fakereasoning.train.config import TrainConfig
-from fakereasoning.train.data import Schedule, TrainExample, load_examples, load_sample, seen_sets
+from fakereasoning.train.data import (
+    Schedule,
+    TrainExample,
+    calibration_examples,
+    load_examples,
+    load_sample,
+    seen_sets,
+)
 
 METRICS_FILE = "metrics.jsonl"
 FINAL_MODEL = "model"
@@ -110,8 +117,20 @@ def _micro_samples(examples: list[TrainExample], idx: list[int], cfg: TrainConfi
         ex = examples[i]
         img = load_sample(ex, cfg.data, rng)
         if img is not None:
-            samples.append((img, ex.label, ex.answer, ex.kind))
+            answer = evidence_answer(ex, img) if cfg.data.evidence_targets and ex.answer else ex.answer
+            samples.append((img, ex.label, answer, ex.kind))
     return samples
+
+
+def evidence_answer(example: TrainExample, image: Any) -> str:
+    """The example's answer rewritten by the evidence annotator from `image` as it is now (augmented);
+    the caption is kept. Same wording choices as the dataset's (seeded by the image key)."""
+    from fakereasoning.evidence.annotator import EvidenceAnnotator
+    from fakereasoning.schema import format_cot, parse_cot
+
+    caption = parse_cot(example.answer).caption or ""
+    attributes = EvidenceAnnotator(0).annotate(image, example.label, example.image)
+    return format_cot(example.label, attributes, caption)
 
 
 def _truncate_log(path: Path, last_step: int) -> None:
@@ -130,7 +149,11 @@ def fit_heldout_temperature(model: Any, held: list[TrainExample], max_images: in
     from fakereasoning.imageio import load_image
     from fakereasoning.models.cpm import expected_calibration_error, fit_temperature
 
-    held = held[:max_images]
+    reals = [e for e in held if e.label == "real"]
+    fakes = [e for e in held if e.label == "fake"]
+    half = max_images // 2
+    held = reals[: max(half, max_images - len(fakes))][:max_images] + fakes[: max(half, max_images - len(reals))]
+    held = held[:max_images]  # both classes, as evenly as the split allows
     per_class = [sum(e.label == lab for e in held) for lab in ("real", "fake")]
     if min(per_class) < MIN_HELDOUT_PER_CLASS:
         return None, {"n": len(held), "note": f"held-out split has fewer than {MIN_HELDOUT_PER_CLASS} images of a "
@@ -190,6 +213,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
 
     train_ex, held = load_examples(cfg.data.root, cfg.data.val_fraction, cfg.data.layout,
                                    cfg.data.allow_absolute_paths, verbose=accelerator.is_main_process)
+    calibration = (calibration_examples(cfg.data.root, cfg.data.calibration_set, cfg.data.layout)
+                   if cfg.data.calibration_set else None)  # checked now, used after training
     model = _build_model(cfg, train_ex, out, accelerator, latest)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -263,7 +288,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return None
+    if calibration is not None:
+        held = calibration
     temperature, heldout = fit_heldout_temperature(core, held, cfg.data.max_val_images, cfg.optim.batch_size)
+    heldout["source"] = (f"evaluation set {cfg.data.calibration_set!r} (a held-out generator)" if cfg.data.calibration_set
+                         else f"held-out {cfg.data.val_fraction:.0%} of the training images")
     model_dir = core.save_pretrained(out / FINAL_MODEL)
     seconds = time.time() - t0
     atomic_write_json(out / "calibration.json", heldout)

@@ -294,3 +294,49 @@ def test_packaged_reserved_list_matches_the_shared_one() -> None:
     if not shared.is_file():
         pytest.skip("no ../shared checkout next to this repository")
     assert DEFAULT_RESERVED.read_bytes() == shared.read_bytes()
+
+
+def _taef2_weights(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Random TAEF2 weights in the published file layout, with their digests accepted."""
+    import torch
+
+    from fakereasoning.data.local.generators import taef2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = taef2.TAEF2()
+    digests = {}
+    for name, part in (("taef2_encoder.pth", model.encoder), ("taef2_decoder.pth", model.decoder)):
+        torch.save(part.state_dict(), folder / name)
+        digests[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    monkeypatch.setattr(taef2, "WEIGHTS_SHA256", digests)
+    return folder
+
+
+def test_aligned_fakes_are_reconstructions_of_training_reals(snapshot: dict, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = _taef2_weights(tmp_path / "w", monkeypatch)
+    summary = _build(snapshot, tmp_path / "out", aligned_weights=weights)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    aligned = [im for im in manifest["images"] if im.get("aligned")]
+    reals = {im["source_sha256"]: im for im in manifest["images"] if im["split"] == "train" and im["label"] == "real"}
+    assert aligned and summary["train_fakes_by_family"]["taef2-aligned"] == len(aligned)
+    for im in aligned:
+        assert im["label"] == "fake" and im["split"] == "train" and im["generator"] == "taef2"
+        assert im["source_sha256"] in reals  # the same photo, the same crop window
+        assert im["crop_xy"] == reals[im["source_sha256"]]["crop_xy"]
+    assert validate(tmp_path / "out").ok
+
+
+def test_taef2_weights_with_another_digest_are_refused(tmp_path: Path) -> None:
+    import torch
+
+    from fakereasoning.data.local.generators.taef2 import TAEF2
+    from fakereasoning.errors import FakeReasoningError
+
+    tmp_path.mkdir(exist_ok=True)
+    model = TAEF2()
+    torch.save(model.encoder.state_dict(), tmp_path / "taef2_encoder.pth")
+    torch.save(model.decoder.state_dict(), tmp_path / "taef2_decoder.pth")
+    with pytest.raises(FakeReasoningError, match="taef2_encoder.pth: sha256 .* is not that of"):
+        TAEF2.from_dir(tmp_path)

@@ -15,16 +15,17 @@ Stages (each resumable; a kill at any point loses at most the image being writte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -50,13 +51,17 @@ from fakereasoning.evidence.annotator import EvidenceAnnotator
 from fakereasoning.evidence.measure import measure
 from fakereasoning.fsio import atomic_write_bytes, atomic_write_json
 from fakereasoning.imageio import decode_image_bytes
+from fakereasoning.progress import Progress
 
 DEFAULT_SPLITS = PACKAGE_DIR / "splits.json"
 TRAIN_PART = "public_train"
 STATE_DIR = ".build"
 SUMMARY_FILE = "summary.json"
 LEFT_OUT = "left_out"
+ALIGNED_FAMILY = "taef2-aligned"
+ALIGNED_GENERATOR = "taef2"
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 def _stderr_log(message: str) -> None:
@@ -77,6 +82,7 @@ class Splits:
     family_caps: dict[str, int] = field(default_factory=dict)  # per-family crop caps (e.g. a dominant one)
     max_crops_per_fake: int = 4
     max_crops_per_real: int = 2
+    aligned_crops: int = 600  # aligned fakes (TAEF2 reconstructions of training real crops), when weights are given
     balance_bytes: bool = True  # equalise the PNG size distribution of the classes (see _balance_file_sizes)
     recipe: Recipe = field(default_factory=Recipe)
 
@@ -139,6 +145,15 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+@contextlib.contextmanager
+def _bar(total: int, initial: int, desc: str, enabled: bool) -> Iterator[Progress]:
+    bar = Progress(total, desc, "img", initial=initial, enabled=enabled)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
 class _Log:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +184,7 @@ def _scan(rows: list[ManifestRow], reader: Any, root: Path, recipe: Recipe, log:
         by_file[r.source_id].append(r)
     out = _Log(path)
     try:
-        with tqdm(total=len(rows), initial=len(rows) - len(todo), desc="scan", unit="img", disable=not progress,
-                  file=sys.stderr) as bar:
+        with _bar(len(rows), len(rows) - len(todo), "scan", progress) as bar:
             for source_id, group in by_file.items():
                 first = group[0]
                 results: list[Scanned]
@@ -223,6 +237,13 @@ class Planned:
     role: str  # train | held_out | calibration
     plan: CropPlan
     annotation_key: str
+    aligned: bool = False  # a reconstruction of a real crop by a generator's autoencoder (an aligned fake)
+
+    def family(self, rows: dict[str, ManifestRow]) -> str:
+        return ALIGNED_FAMILY if self.aligned else rows[self.key].family
+
+    def generator(self, rows: dict[str, ManifestRow]) -> str:
+        return ALIGNED_GENERATOR if self.aligned else rows[self.key].generator
 
 
 def _slug(text: str) -> str:
@@ -274,7 +295,8 @@ def _select(rows: list[ManifestRow], scanned: dict[str, Scanned], reserved_path:
     return kept, dropped, notes
 
 
-def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, seed: int) -> list[Planned]:
+def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, seed: int,
+          aligned: bool = False) -> list[Planned]:
     """Every output image, a pure function of the kept rows, the splits and the seed."""
     rng = random.Random(f"mmfr-public-{seed}")
     recipe = splits.recipe
@@ -305,12 +327,7 @@ def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, 
         by_source[r.repo].append(r)
     for lst in by_source.values():
         rng.shuffle(lst)
-    pool: list[ManifestRow] = []
-    queues = [by_source[s] for s in sorted(by_source)]
-    while any(queues):
-        for q in queues:
-            if q:
-                pool.append(q.pop())
+    pool = _round_robin([r for src in sorted(by_source) for r in by_source[src]], lambda r: r.repo)
     sets = [(name, "held_out") for name in splits.held_out] + [(name, "calibration") for name in splits.calibration]
     need = {name: min(splits.eval_per_class, len(eval_fakes[name])) for name, _ in sets}
     total_need = sum(need.values())
@@ -321,7 +338,7 @@ def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, 
     for name, role in sets:
         fakes = sorted(eval_fakes[name], key=lambda r: r.key)
         rng.shuffle(fakes)
-        fakes = _spread_groups(fakes)[: need[name]]
+        fakes = _round_robin(fakes, lambda r: r.group)[: need[name]]
         for r in fakes:
             add(r, "eval", name, role, 1, f"{EVAL_DIR}/{name}/1_fake")
         for r in pool[cursor : cursor + len(fakes)]:
@@ -334,7 +351,7 @@ def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, 
         budget = splits.family_caps.get(family, splits.train_fake_crops_per_family)
         per = max(1, min(splits.max_crops_per_fake, -(-budget // max(1, len(imgs)))))
         rng.shuffle(imgs)
-        imgs = _spread_groups(imgs)  # a capped family still covers as many prompts as it can
+        imgs = _round_robin(imgs, lambda r: r.group)
         for r in imgs:
             if budget <= 0:
                 break
@@ -349,7 +366,45 @@ def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, 
         if budget <= 0:
             break
         budget -= add(r, "train", TRAIN_PART, "train", min(per, budget), f"{TRAIN_PART}/0_real/{_slug(r.repo.split('/')[-1])}")
+    if aligned:
+        train_reals_planned = [p for p in planned if p.split == "train" and p.label == "real"]
+        for p in _round_robin(train_reals_planned, lambda p: p.path.split("/")[2])[: splits.aligned_crops]:
+            jpeg = rng.randint(*recipe.jpeg_quality) if rng.random() < recipe.jpeg_prob else None
+            path = f"{TRAIN_PART}/1_fake/{ALIGNED_FAMILY}/{Path(p.path).name}"
+            planned.append(Planned(path, p.key, "fake", "train", TRAIN_PART, "train",
+                                   CropPlan(p.plan.x, p.plan.y, p.plan.web_jpeg, jpeg), path, aligned=True))
     return planned
+
+
+def _round_robin(items: list[T], group: Callable[[T], str]) -> list[T]:
+    """Items reordered so that groups (prompts, sources) take turns: a capped selection then covers as
+    many groups as it can."""
+    by: dict[str, list[Planned]] = defaultdict(list)
+    for p in items:
+        by[group(p)].append(p)
+    queues = [by[g] for g in sorted(by)]
+    out: list[Planned] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
+def _load_autoencoder(weights: str | Path) -> Callable[[Image.Image], Image.Image]:
+    """TAEF2 as an image -> image round trip (sides cropped to multiples of 8 never happen: crops are)."""
+    import torch
+
+    from fakereasoning.data.local.generators.taef2 import TAEF2
+
+    model = TAEF2.from_dir(weights)
+
+    def reconstruct(img: Image.Image) -> Image.Image:
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+        y = model.reconstruct(x)[0].permute(1, 2, 0).mul(255.0).round().to(torch.uint8).numpy()
+        return Image.fromarray(y)
+
+    return reconstruct
 
 
 def _stored(root: Path, path: str) -> Path | None:
@@ -376,29 +431,21 @@ def _balance_file_sizes(written: list[Planned], state: dict[str, dict[str, Any]]
         bins = max(1, min(max_bins, len(items) // 6))  # about 6+ images per bin: quantiles stay stable
         edges = np.quantile(sizes, np.linspace(0, 1, bins + 1)[1:-1])
         cell = np.searchsorted(edges, sizes)
+        n_real = sum(p.label == "real" for p in items)
+        n_fake = len(items) - n_real
+        if not n_real or not n_fake:
+            continue
         for b in range(bins):
             members = [p for p, c in zip(items, cell, strict=True) if c == b]
             real = [p for p in members if p.label == "real"]
             fake = [p for p in members if p.label == "fake"]
-            keep = min(len(real), len(fake))
-            for side in (real, fake):
+            # the same share of each class per bin (so the class ratio of the set is kept)
+            keep_real = min(len(real), round(len(fake) * n_real / n_fake))
+            keep_fake = min(len(fake), round(len(real) * n_fake / n_real))
+            for side, keep in ((real, keep_real), (fake, keep_fake)):
                 rng.shuffle(side)
                 rejected.update(p.path for p in side[keep:])
     return rejected
-
-
-def _spread_groups(rows: list[ManifestRow]) -> list[ManifestRow]:
-    """Reorder so that groups take turns (a set capped at N then covers as many prompts as it can)."""
-    by_group: dict[str, list[ManifestRow]] = defaultdict(list)
-    for r in rows:
-        by_group[r.group].append(r)
-    queues = [by_group[g] for g in sorted(by_group)]
-    out: list[ManifestRow] = []
-    while any(queues):
-        for q in queues:
-            if q:
-                out.append(q.pop(0))
-    return out
 
 
 # --- stage 4: write -------------------------------------------------------------------------------------
@@ -412,8 +459,12 @@ def build_public(
     seed: int = 0,
     log: Log = _stderr_log,
     progress: bool = True,
+    aligned_weights: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Build (or finish building) MMFR-Public under `out`; returns the summary (also in summary.json)."""
+    """Build (or finish building) MMFR-Public under `out`; returns the summary (also in summary.json).
+
+    `aligned_weights`: a folder with the TAEF2 weights (taef2_encoder.pth / taef2_decoder.pth): training
+    then also holds aligned fakes, reconstructions of training real crops, with the same processing."""
     started = time.perf_counter()
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -429,7 +480,8 @@ def build_public(
     try:
         scanned = _scan(rows, reader, root, split_def.recipe, log, progress)
         kept, dropped, notes = _select(rows, scanned, Path(reserved) if reserved is not None else None, log)
-        planned = _plan(kept, scanned, split_def, seed)
+        planned = _plan(kept, scanned, split_def, seed, aligned=aligned_weights is not None)
+        autoencoder = _load_autoencoder(aligned_weights) if aligned_weights is not None else None
         by_key = {r.key: r for r in kept}
         state_path = root / STATE_DIR / "state.jsonl"
         state = {rec["path"]: rec for rec in _jsonl(state_path) if "path" in rec}
@@ -440,8 +492,7 @@ def build_public(
             todo_by_source: dict[str, list[Planned]] = defaultdict(list)
             for p in todo:
                 todo_by_source[by_key[p.key].source_id].append(p)
-            with tqdm(total=len(planned), initial=len(planned) - len(todo), desc="write", unit="img",
-                      disable=not progress, file=sys.stderr) as bar:
+            with _bar(len(planned), len(planned) - len(todo), "write", progress) as bar:
                 for group in todo_by_source.values():
                     row = by_key[group[0].key]
                     try:
@@ -452,7 +503,7 @@ def build_public(
                     for p in group:
                         r = by_key[p.key]
                         tile = img.crop((r.region[0], r.region[1], r.region[0] + r.region[2], r.region[1] + r.region[3])) if r.region else img
-                        data, pixels = render(tile, p.plan, split_def.recipe)
+                        data, pixels = render(tile, p.plan, split_def.recipe, autoencoder if p.aligned else None)
                         atomic_write_bytes(root / p.path, data)
                         m = measure(pixels)
                         writer.add({
@@ -505,14 +556,14 @@ def _finalise(root: Path, written: list[Planned], state: dict[str, dict[str, Any
     def count(pred: Callable[[Planned], bool]) -> int:
         return sum(1 for p in written if pred(p))
 
-    train_families = sorted({rows[p.key].family for p in written if p.split == "train" and p.label == "fake"})
+    train_families = sorted({p.family(rows) for p in written if p.split == "train" and p.label == "fake"})
     eval_sets = []
     for name, fams, role in sets:
         members = [p for p in written if p.set == name]
         eval_sets.append({
             "name": name, "role": role, "families": fams, "in_training": False,
             "real": sum(p.label == "real" for p in members), "fake": sum(p.label == "fake" for p in members),
-            "generators": dict(Counter(rows[p.key].generator for p in members if p.label == "fake")),
+            "generators": dict(Counter(p.generator(rows) for p in members if p.label == "fake")),
             "real_sources": dict(Counter(rows[p.key].repo for p in members if p.label == "real")),
         })
     audit = {}
@@ -538,7 +589,7 @@ def _finalise(root: Path, written: list[Planned], state: dict[str, dict[str, Any
         "sources": [{**asdict(repos[r]), "images": sum(1 for p in written if rows[p.key].repo == r)} for r in used_repos],
         "images": [
             {"path": p.path, "label": p.label, "split": p.split, "set": p.set, "role": p.role,
-             "family": rows[p.key].family, "generator": rows[p.key].generator, "content": rows[p.key].content,
+             "family": p.family(rows), "generator": p.generator(rows), "aligned": p.aligned, "content": rows[p.key].content,
              "repo": rows[p.key].repo, "commit": rows[p.key].commit, "source_path": rows[p.key].path,
              "source_sha256": rows[p.key].sha256, "region": rows[p.key].region, "crop_xy": [p.plan.x, p.plan.y],
              "web_jpeg": p.plan.web_jpeg, "jpeg": p.plan.jpeg, "sha256": state[p.path]["sha256"]}
@@ -550,7 +601,7 @@ def _finalise(root: Path, written: list[Planned], state: dict[str, dict[str, Any
         "manifest_rows": n_rows,
         "counts": {"train": len(train), "train_real": sum(p.label == "real" for p in train),
                    "train_fake": sum(p.label == "fake" for p in train), "eval": count(lambda p: p.split == "eval")},
-        "train_fakes_by_family": dict(sorted(Counter(rows[p.key].family for p in train if p.label == "fake").items())),
+        "train_fakes_by_family": dict(sorted(Counter(p.family(rows) for p in train if p.label == "fake").items())),
         "train_reals_by_source": dict(sorted(Counter(rows[p.key].repo for p in train if p.label == "real").items())),
         "train_content": content,
         "evaluation_sets": eval_sets,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,13 +89,17 @@ def plan_crops(rng: random.Random, width: int, height: int, count: int, lossy: b
     return plans
 
 
-def render(image: Image.Image, plan: CropPlan, recipe: Recipe) -> tuple[bytes, np.ndarray]:
-    """PNG bytes of one planned crop, and its pixels as stored."""
+def render(image: Image.Image, plan: CropPlan, recipe: Recipe,
+           transform: Callable[[Image.Image], Image.Image] | None = None) -> tuple[bytes, np.ndarray]:
+    """PNG bytes of one planned crop, and its pixels as stored. `transform` acts on the crop before the
+    last JPEG step (an aligned fake: the crop through a generator's autoencoder)."""
     img = image.convert("RGB")
     if plan.web_jpeg is not None:
         img = jpeg_round_trip(img, plan.web_jpeg)
     c = recipe.crop
     img = img.crop((plan.x, plan.y, plan.x + c, plan.y + c))
+    if transform is not None:
+        img = transform(img)
     if plan.jpeg is not None:
         img = jpeg_round_trip(img, plan.jpeg)
     data = encode_png(img)
