@@ -29,6 +29,9 @@ def add_build_local(data_sub: argparse._SubParsersAction) -> None:
                         "(default $FAKEREASONING_CACHE or ~/.cache/fakereasoning)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1, best on a shared machine; use the core count on an idle one)")
+    p.add_argument("--taef2", type=Path, default=None, metavar="DIR",
+                   help="folder with taef2_encoder.pth / taef2_decoder.pth (madebyollin/taesd, checked by sha256): "
+                        "adds the evaluation-only family 'taef2', photos through FLUX.2's tiny autoencoder")
     p.add_argument("--json", action="store_true", help="print a JSON summary (counts, seconds, per-family PSNR)")
     p.set_defaults(handler=cmd_build_local)
 
@@ -37,7 +40,7 @@ def cmd_build_local(args: argparse.Namespace) -> int:
     from fakereasoning.data.local import build_local
 
     result = build_local(args.out, preset=args.preset, seed=args.seed, photo_dirs=args.photos, cache=args.cache,
-                          threads=args.threads)
+                          threads=args.threads, taef2=args.taef2)
     summary = {
         "out": str(result.out),
         "seconds": round(result.seconds, 1),

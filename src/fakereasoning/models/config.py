@@ -72,6 +72,7 @@ class FakeReasoningConfig:
     stats_crops: int = 2  # crops per image; statistics are averaged over them
     stats_prior: bool = True  # a linear read-out of the statistics added to the fake verdict logit
     stats_dropout: float = 0.1
+    semantic_view: str = "resize"  # "native": semantic tokens from the statistics pass (one pass per image)
     d_model: int = 256
     n_layers: int = 4
     n_heads: int = 4
@@ -96,6 +97,8 @@ class FakeReasoningConfig:
             raise ModelConfigError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.fast_prompt_ratio <= 1.0:
             raise ModelConfigError(f"fast_prompt_ratio must lie in [0, 1], got {self.fast_prompt_ratio}")
+        if self.semantic_view not in ("resize", "native"):
+            raise ModelConfigError(f"semantic_view must be 'resize' or 'native', got {self.semantic_view!r}")
         if self.stats_crop % 8:
             raise ModelConfigError(f"stats_crop must be a multiple of 8, got {self.stats_crop}")
         if self.forensic_crop % 8:

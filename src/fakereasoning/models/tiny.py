@@ -146,13 +146,15 @@ def stage_ends(net: nn.Module) -> list[int]:
     return [i for i in range(len(widths)) if i == len(widths) - 1 or widths[i + 1] != widths[i]]
 
 
-def multilevel_statistics(net: nn.Module, x: torch.Tensor, ends: list[int]) -> list[torch.Tensor]:
+def multilevel_statistics(net: nn.Module, x: torch.Tensor, ends: list[int]
+                          ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Per stage (stem, each block stage, head): the spatial mean and standard deviation of the activations,
     (N, 2C) each. Statistics, not maps: they describe texture (how activations spread over the crop), which
-    is what differs between camera and generator pixels, and they do not depend on where things are."""
+    is what differs between camera and generator pixels, and they do not depend on where things are.
+    Also returns the head's map (what the semantic tokens and the classifier read)."""
     def stats(t: torch.Tensor) -> torch.Tensor:
-        t = t.float()
-        return torch.cat([t.mean((2, 3)), t.std((2, 3), correction=0)], dim=1)
+        std, mean = torch.std_mean(t.float(), dim=(2, 3), correction=0)
+        return torch.cat([mean, std], dim=1)
 
     h = net._swish(net._bn0(net._conv_stem(x)))
     out = [stats(h)]
@@ -160,8 +162,9 @@ def multilevel_statistics(net: nn.Module, x: torch.Tensor, ends: list[int]) -> l
         h = block(h)
         if i in ends:
             out.append(stats(h))
-    out.append(stats(net._swish(net._bn1(net._conv_head(h)))))
-    return out
+    head = net._swish(net._bn1(net._conv_head(h)))
+    out.append(stats(head))
+    return out, head
 
 
 def run_decoder(
@@ -264,8 +267,16 @@ class TinyBackbone(nn.Module):
         self.semantic.eval()  # frozen BatchNorm statistics, always
         return self
 
+    @property
+    def native_semantics(self) -> bool:
+        """One EfficientNet pass per image: semantic tokens and caption read the first native crop of the
+        statistics pass instead of a resized copy of the whole image (half the cost of fast mode)."""
+        return self.config.use_stats and self.config.semantic_view == "native"
+
     def image_inputs(self, image: Image.Image, rng: random.Random | None) -> dict[str, torch.Tensor]:
-        out = {"pixel_values": semantic_tensor(image, self.config.semantic_size, IMAGENET_MEAN, IMAGENET_STD)}
+        out: dict[str, torch.Tensor] = {}
+        if not self.native_semantics:
+            out["pixel_values"] = semantic_tensor(image, self.config.semantic_size, IMAGENET_MEAN, IMAGENET_STD)
         if self.config.use_forensic:
             out["forensic_crops"] = forensic_crops(
                 image, self.config.forensic_crop, self.config.forensic_crops, rng
@@ -283,20 +294,31 @@ class TinyBackbone(nn.Module):
         return self.semantic.extract_features(pixel_values.contiguous(memory_format=torch.channels_last))
 
     @torch.no_grad()
-    def statistics(self, stats_crops: torch.Tensor) -> list[torch.Tensor]:
-        """Frozen multi-level statistics per image, averaged over its crops: list of (B, 2C)."""
+    def statistics(self, stats_crops: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Frozen multi-level statistics per image averaged over its crops (list of (B, 2C)), and the head
+        map of each image's first crop (B, 1280, h, w)."""
         b, k = stats_crops.shape[:2]
         x = stats_crops.flatten(0, 1).contiguous(memory_format=torch.channels_last)
-        return [s.reshape(b, k, -1).mean(1) for s in multilevel_statistics(self.semantic, x, self.stage_ends)]
+        stats, head = multilevel_statistics(self.semantic, x, self.stage_ends)
+        return [s.reshape(b, k, -1).mean(1) for s in stats], head.reshape(b, k, *head.shape[1:])[:, 0]
+
+    def _semantic_map(self, batch: dict[str, Any]) -> torch.Tensor:
+        if "semantic_features" not in batch:
+            if self.native_semantics:
+                batch["stats_features"], batch["semantic_features"] = self.statistics(batch["stats_crops"])
+            else:
+                batch["semantic_features"] = self.semantic_features(batch["pixel_values"])
+        return batch["semantic_features"]
 
     def encode(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Visual tokens for the LM, and the statistics' prior on the fake verdict logit (or None)."""
+        batch = dict(batch)  # the frozen features computed here are shared, not written back
         tokens = self._tokens(batch)
         prior = None
         if self.config.use_stats:
             stats = batch.get("stats_features")
             if stats is None:
-                stats = self.statistics(batch["stats_crops"])
+                stats = self.statistics(batch["stats_crops"])[0]
             normed = [self.stats_dropout(norm(s)) for norm, s in zip(self.stats_norm, stats, strict=True)]
             st = torch.stack([proj(s) for proj, s in zip(self.stats_proj, normed, strict=True)], dim=1)
             tokens = torch.cat([tokens, st + self.stats_pos], dim=1)
@@ -311,17 +333,14 @@ class TinyBackbone(nn.Module):
     def describe(self, batch: dict[str, Any]) -> list[str | None]:
         """Captions from the ImageNet classifier on the semantic view (None where it is unsure, or when
         this model has no classifier: the decoder cannot describe images, so it never writes captions)."""
-        n = batch["pixel_values"].shape[0]
         if not self.config.imagenet_caption:
-            return [None] * n
-        pooled = self.semantic_features(batch["pixel_values"]).mean((2, 3))
+            return [None] * len(next(iter(batch.values())))
+        pooled = self._semantic_map(dict(batch)).mean((2, 3))
         probs = torch.softmax(self.classifier(pooled).float(), dim=-1)
         return [classifier_caption(p) for p in probs]
 
     def _tokens(self, batch: dict[str, Any]) -> torch.Tensor:
-        feats = batch.get("semantic_features")
-        if feats is None:
-            feats = self.semantic_features(batch["pixel_values"])
+        feats = self._semantic_map(batch)
         grid = self.config.semantic_grid
         sem = F.adaptive_avg_pool2d(feats, grid).flatten(2).transpose(1, 2)
         tokens = self.semantic_proj(sem) + self.semantic_pos

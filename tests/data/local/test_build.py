@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from fakereasoning.cli import main
-from fakereasoning.data.local import PRESETS
+from fakereasoning.data.local import PRESETS, build_local
 from fakereasoning.data.local.build import STATE_DIR, STATE_FILE, TRAIN_PART, crop, finish, split_sources
 from fakereasoning.data.local.generators import FAMILIES, TRAINING_FAMILIES
 from fakereasoning.data.mmfr import scan, validate
@@ -135,3 +135,19 @@ def test_cli_rejects_bad_preset(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["data", "build-local", "/tmp/x", "--preset", "huge"])
     assert exc.value.code == 2
+
+
+def test_taef2_family_is_added_as_an_unseen_evaluation_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taef2_factory import taef2_weights
+
+    weights = taef2_weights(tmp_path / "w", monkeypatch)
+    out = tmp_path / "local"
+    result = build_local(out, preset="tiny", seed=0, cache=tmp_path / "cache", progress=False, log=lambda _m: None,
+                         taef2=weights)
+    index = scan(out)
+    assert "taef2" in index.evaluation_sets
+    recs = index.evaluation_sets["taef2"]
+    assert sum(r.label == "fake" for r in recs) == sum(r.label == "real" for r in recs) == PRESETS["tiny"].eval_per_class
+    gen = {g["name"]: g for g in result.manifest["generators"]}["taef2"]
+    assert gen["in_training"] is False and gen["psnr_mean"] is not None
+    assert validate(out).ok

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from taef2_factory import taef2_weights
 
 from fakereasoning.cli import main
 from fakereasoning.data.mmfr import scan, validate
@@ -296,26 +297,9 @@ def test_packaged_reserved_list_matches_the_shared_one() -> None:
     assert DEFAULT_RESERVED.read_bytes() == shared.read_bytes()
 
 
-def _taef2_weights(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Random TAEF2 weights in the published file layout, with their digests accepted."""
-    import torch
-
-    from fakereasoning.data.local.generators import taef2
-
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    model = taef2.TAEF2()
-    digests = {}
-    for name, part in (("taef2_encoder.pth", model.encoder), ("taef2_decoder.pth", model.decoder)):
-        torch.save(part.state_dict(), folder / name)
-        digests[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
-    monkeypatch.setattr(taef2, "WEIGHTS_SHA256", digests)
-    return folder
-
-
 def test_aligned_fakes_are_reconstructions_of_training_reals(snapshot: dict, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    weights = _taef2_weights(tmp_path / "w", monkeypatch)
+    weights = taef2_weights(tmp_path / "w", monkeypatch)
     summary = _build(snapshot, tmp_path / "out", aligned_weights=weights)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     aligned = [im for im in manifest["images"] if im.get("aligned")]

@@ -138,7 +138,8 @@ def crop(photo: np.ndarray, spec: tuple[int, int, int, bool], size: int) -> np.n
 
 
 def plan(
-    photos: dict[str, np.ndarray], train_ids: list[str], eval_ids: list[str], preset: Preset, seed: int
+    photos: dict[str, np.ndarray], train_ids: list[str], eval_ids: list[str], preset: Preset, seed: int,
+    families: Iterable[str] = FAMILIES,
 ) -> list[Item]:
     """Every image of the build, in a fixed order (a pure function of its inputs)."""
     rng = random.Random(f"plan-{seed}")
@@ -165,7 +166,7 @@ def plan(
     for family in TRAINING_FAMILIES:
         for source in cycle(train_ids, preset.train_fake_per_family):
             add(source, "fake", "train", TRAIN_PART, family, f"{TRAIN_PART}/1_fake/{family}")
-    for family in FAMILIES:
+    for family in families:
         for source in cycle(eval_ids, preset.eval_per_class):
             add(source, "real", "eval", family, None, f"{EVAL_DIR}/{family}/0_real")
         for source in cycle(eval_ids, preset.eval_per_class):
@@ -242,18 +243,20 @@ def build_local(
     log: Log = _stderr_log,
     progress: bool = True,
     threads: int | None = None,
+    taef2: str | Path | None = None,
 ) -> BuildResult:
     """Build (or finish building) MMFR-Local under `out`. Returns counts and timing.
 
     `threads`: torch threads while building (default 1: on a shared machine a second spinning thread
-    slows small convolutions down tenfold; pass the core count on an idle machine).
+    slows small convolutions down tenfold; pass the core count on an idle machine). `taef2`: a folder with
+    the TAEF2 weights adds the evaluation-only family "taef2" (aligned fakes through FLUX.2's latent space).
     """
     import torch
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads or 1)))
     try:
-        return _build(out, preset, seed, photo_dirs, cache, log, progress)
+        return _build(out, preset, seed, photo_dirs, cache, log, progress, taef2)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -266,6 +269,7 @@ def _build(
     cache: str | Path | None,
     log: Log,
     progress: bool,
+    taef2: str | Path | None = None,
 ) -> BuildResult:
     import torch
 
@@ -295,7 +299,16 @@ def _build(
         raise DatasetError("fewer than 2 usable source photos: install scikit-image or pass --photos DIR")
     by_id = {p.id: p for p in usable}
     train_ids, eval_ids = split_sources(list(by_id), cfg, seed)
-    items = plan(pixels, train_ids, eval_ids, cfg, seed)
+    families = [*FAMILIES, *(["taef2"] if taef2 is not None else [])]
+
+    def family_of(name: str) -> Any:
+        if name == "taef2":
+            from fakereasoning.data.local.generators.taef2 import TAEF2Family
+
+            return TAEF2Family(taef2)  # type: ignore[arg-type]
+        return get_family(name)
+
+    items = plan(pixels, train_ids, eval_ids, cfg, seed, families)
 
     state_path = root / STATE_DIR / STATE_FILE
     state = _read_state(state_path)
@@ -306,8 +319,8 @@ def _build(
     # Generators: config drawn per family from the seed; the training data fingerprint joins the config.
     fingerprint = hashlib.sha256(json.dumps([cfg.size, train_ids]).encode()).hexdigest()[:12]
     configs = {
-        name: {**get_family(name).sample_config(random.Random(f"{seed}-{name}"), preset), "data": fingerprint}
-        for name in FAMILIES
+        name: {**family_of(name).sample_config(random.Random(f"{seed}-{name}"), preset), "data": fingerprint}
+        for name in families
     }
     needed = sorted({it.generator for it in todo if it.generator})
     models: dict[str, Any] = {}
@@ -320,7 +333,7 @@ def _build(
         ])
         sampler = _patch_sampler(pool)
         for name in needed:
-            family = get_family(name)
+            family = family_of(name)
             steps = int(configs[name]["steps"])
             with tqdm(total=steps, desc=f"train {name}", disable=not progress, file=sys.stderr, leave=False) as bar:
                 model, was_cached = family.load_or_train(
@@ -344,7 +357,7 @@ def _build(
                 # batches are fixed by the plan (not by what is left), so a resumed build computes
                 # exactly the same batches and noise as an uninterrupted one
                 group = [it for it in items if it.generator == name]
-                family = get_family(name)
+                family = family_of(name)
                 for start in range(0, len(group), cfg.gen_batch):
                     chunk = group[start : start + cfg.gen_batch]
                     if not any(it.path in pending for it in chunk):
@@ -361,12 +374,12 @@ def _build(
         log_state.close()
 
     state = _read_state(state_path)
-    manifest = _finalise(root, cfg, seed, items, state, by_id, configs, cached, log)
+    manifest = _finalise(root, cfg, seed, items, state, by_id, configs, cached, log, families, family_of)
     seconds = time.perf_counter() - started
     counts = {
         "train": sum(1 for it in items if it.split == "train"),
         "eval": sum(1 for it in items if it.split == "eval"),
-        "eval_sets": len(FAMILIES),
+        "eval_sets": len(families),
         "sources": len(usable),
         "train_sources": len(train_ids),
         "eval_sources": len(eval_ids),
@@ -416,6 +429,8 @@ def _finalise(
     configs: dict[str, dict[str, Any]],
     cached: dict[str, bool],
     log: Log,
+    families: list[str],
+    family_of: Callable[[str], Any],
 ) -> dict[str, Any]:
     from fakereasoning.data.cot import build_conversations
 
@@ -425,15 +440,15 @@ def _finalise(
     for it in items:
         reasoning.setdefault(it.set if it.split == "eval" else TRAIN_PART, {})[it.annotation_key] = records[it.path]["attributes"]
     write_reasoning_json(root / TRAIN_PART / f"{TRAIN_PART}_reasoning.json", reasoning[TRAIN_PART])
-    for family in FAMILIES:
+    for family in families:
         write_reasoning_json(root / EVAL_DIR / family / f"{family}_reasoning.json", reasoning[family])
     captions = {it.path: photos[it.source].description for it in items}
     atomic_write_json(root / CAPTIONS_FILE, dict(sorted(captions.items())))
     atomic_write_json(root / COT_FILE, build_conversations(root), indent=None)
 
     generators = []
-    for name in FAMILIES:
-        family = get_family(name)
+    for name in families:
+        family = family_of(name)
         fakes = [records[it.path] for it in items if it.generator == name]
         reals = [records[it.path] for it in items if it.split == "eval" and it.set == name and it.label == "real"]
         generators.append({

@@ -110,3 +110,30 @@ class TAEF2(nn.Module):
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1], H and W multiples of 8 -> same shape in [0, 1]."""
         return self.decoder(self.encoder(images)).clamp(0, 1)
+
+
+class TAEF2Family:
+    """MMFR-Local family "taef2": photos through the real FLUX.2 latent space's tiny autoencoder (aligned
+    fakes). Nothing is trained; the weights come from the folder the user gives (`build-local --taef2 DIR`),
+    so the family exists only when they do. Evaluation-only: unseen by models trained on MMFR-Local."""
+
+    name = "taef2"
+    description = "TAEF2 (tiny FLUX.2 autoencoder, madebyollin/taesd) reconstructions: aligned fakes"
+    reconstruction = True
+
+    def __init__(self, weights_dir: str | Path) -> None:
+        self.weights_dir = Path(weights_dir)
+
+    def sample_config(self, rng: object, preset: str) -> dict[str, object]:
+        return {"steps": 0, "weights_sha256": dict(WEIGHTS_SHA256)}
+
+    def load_or_train(self, config: object, sampler: object, seed: int, cache: object = None,
+                      progress: object = None) -> tuple[TAEF2, bool]:
+        return TAEF2.from_dir(self.weights_dir), True
+
+    def run(self, model: TAEF2, images, config: object, seed: int):  # noqa: ANN001, ANN201 (uint8 arrays)
+        import numpy as np
+
+        x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float() / 255.0
+        y = (model.reconstruct(x) * 255.0).round().to(torch.uint8)
+        return y.permute(0, 2, 3, 1).contiguous().numpy()
