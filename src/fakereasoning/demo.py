@@ -4,12 +4,17 @@
    shipped model's training: they come from the evaluation split of MMFR-Local, split by source photo);
 2. runs `detect` in full mode on a few of its images and prints the verdicts with their reasoning;
 3. evaluates the shipped model on the whole demo set (fast mode, plus full mode on a few images per class)
-   and names the report it wrote.
+   and names the report it wrote;
+4. when an MMFR-Public build is at hand (`--public DIR` or $FAKEREASONING_PUBLIC; `fakereasoning data
+   build-public`), detects a few of its held-out real-world generator images and real photos too. Those
+   images stay in their public repositories (their licences vary and the project ships none of them), so
+   this step needs the build.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,28 +45,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("demo-out"))
     ap.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
     ap.add_argument("--per-set", type=int, default=1, help="images per class per set to print (default 1)")
+    ap.add_argument("--public", type=Path, default=os.environ.get("FAKEREASONING_PUBLIC"),
+                    help="an MMFR-Public build: also detect a few of its held-out images (default $FAKEREASONING_PUBLIC)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     model = ["--model", str(args.model)] if args.model else []
 
-    _step(f"1/3 the demo set: {args.data}")
+    _step(f"1/4 the demo set: {args.data}")
     if cli_main(["data", "validate", str(args.data)]) != 0:
         return 1
     cli_main(["data", "stats", str(args.data)])
 
     images = _pick(args.data, args.per_set)
-    _step(f"2/3 fakereasoning detect --mode full ({len(images)} images)")
+    _step(f"2/4 fakereasoning detect --mode full ({len(images)} images)")
     code = cli_main(["detect", *images, *model, "--mode", "full", "--batch-size", "8"])
     if code != 0:
         return code
 
-    _step("3/3 fakereasoning evaluate (fast mode on every image, full mode on 2 per class per set)")
+    _step("3/4 fakereasoning evaluate (fast mode on every image, full mode on 2 per class per set)")
     fast_dir, full_dir = args.out / "eval-fast", args.out / "eval-full"
     if cli_main(["evaluate", *model, "--data", str(args.data), "--out", str(fast_dir), "--mode", "fast"]) != 0:
         return 1
     if cli_main(["evaluate", *model, "--data", str(args.data), "--out", str(full_dir), "--mode", "full",
                  "--max-per-class", "2"]) != 0:
         return 1
+    if args.public is not None and (Path(args.public) / "evaluation_sets").is_dir():
+        public = _pick(Path(args.public), args.per_set)
+        _step(f"4/4 real-world generators: fakereasoning detect --mode full on {len(public)} MMFR-Public held-out images")
+        cli_main(["detect", *public, *model, "--mode", "full", "--batch-size", "8"])
+    else:
+        print("\n(4/4 skipped: pass --public DIR or set FAKEREASONING_PUBLIC to an MMFR-Public build to see "
+              "real-world generator images; the project ships none of those third-party images)")
     print(f"\nDemo finished in {time.perf_counter() - t0:.0f} s.")
     print(f"Evaluation report (fast mode, every image): {fast_dir / 'report.md'}")
     print(f"Evaluation report (full mode, with reasoning metrics): {full_dir / 'report.md'}")

@@ -36,6 +36,7 @@ from fakereasoning.data.mmfr import (
     Problem,
     Split,
     ValidationReport,
+    decode_one,
     read_json,
     scan,
 )
@@ -499,17 +500,6 @@ def load_dataset(root: str | os.PathLike[str], layout: str | None = None, allow_
 
 
 # --- validation -------------------------------------------------------------------------------------------
-def _decode(record: ImageRecord) -> tuple[str, str | None]:
-    from fakereasoning.errors import ImageLoadError
-    from fakereasoning.imageio import load_image
-
-    try:
-        load_image(record.path, name=record.key)
-        return record.key, None
-    except ImageLoadError as exc:
-        return record.key, exc.problem
-
-
 def validate_dataset(root: str | os.PathLike[str], layout: str | None = None, allow_absolute: bool = False,
                      decode: bool = True, jobs: int | None = None, progress: bool = False
                      ) -> tuple[Dataset, ValidationReport]:
@@ -526,7 +516,7 @@ def validate_dataset(root: str | os.PathLike[str], layout: str | None = None, al
     if decode and unique:
         workers = jobs or min(8, (os.cpu_count() or 1) * 2)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_decode, unique)
+            results = pool.map(decode_one, unique)
             for key, error in tqdm(results, total=len(unique), desc="decoding", unit="img", disable=not progress):
                 if error is None:
                     decodable.add(key)

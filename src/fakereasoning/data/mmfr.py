@@ -477,7 +477,8 @@ class ValidationReport:
         }
 
 
-def _decode_one(record: ImageRecord) -> tuple[str, str | None]:
+def decode_one(record: ImageRecord) -> tuple[str, str | None]:
+    """(key, problem or None): whether the record's image decodes (validate's per-image check)."""
     try:
         load_image(record.path, name=record.key)
         return record.key, None
@@ -501,7 +502,7 @@ def validate(
         workers = jobs or min(8, (os.cpu_count() or 1) * 2)
         bar = Progress(len(records), "decoding", "img", enabled=progress)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for key, error in pool.map(_decode_one, records):
+            for key, error in pool.map(decode_one, records):
                 bar.update()
                 if error is None:
                     decodable.add(key)

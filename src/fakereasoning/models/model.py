@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from torch import nn
 
 from fakereasoning import schema
 from fakereasoning.errors import FakeReasoningError, ImageLoadError
-from fakereasoning.fsio import atomic_write_json, share_files, staging_dir
+from fakereasoning.fsio import atomic_write_json, staged_dir
 from fakereasoning.models import cpm
 from fakereasoning.models.config import CONFIG_NAME, WEIGHTS_NAME, FakeReasoningConfig, ModelConfigError
 from fakereasoning.models.facl import FACL
@@ -151,25 +150,13 @@ class FakeReasoning(nn.Module):
         from safetensors.torch import save_file
 
         target = Path(directory)
-        tmp = staging_dir(target)
-        try:
+        with staged_dir(target) as tmp:
             save_file(self._save_state(), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             self.tokenizer.save_pretrained(str(tmp))
             atomic_write_json(tmp / CONFIG_NAME, self.config.to_dict())
-            share_files(tmp)
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-            if target.exists():
-                old = target.parent / f".{target.name}.old-{os.getpid()}"
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @property
