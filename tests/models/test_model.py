@@ -205,3 +205,9 @@ def test_empty_inputs(tiny_model):
     assert tiny_model.detect_many([]) == []
     with pytest.raises(ValueError, match="mode"):
         tiny_model.generate([object()], mode="slow")
+
+
+def test_a_huge_integer_in_config_json_is_one_error_naming_the_file(tmp_path) -> None:
+    (tmp_path / "config.json").write_text('{"d_model": ' + "9" * 5000 + "}")
+    with pytest.raises(ModelConfigError, match=r"config\.json: unreadable config"):
+        FakeReasoningConfig.load(tmp_path)

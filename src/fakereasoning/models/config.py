@@ -136,6 +136,6 @@ class FakeReasoningConfig:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ModelConfigError(f"{path}: file not found (not a fakereasoning model directory)") from None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # JSON, UTF-8 and int-digit-limit errors are ValueErrors
             raise ModelConfigError(f"{path}: unreadable config ({exc})") from None
         return cls.from_dict(data, source=str(path))
