@@ -109,3 +109,13 @@ def test_perturbations() -> None:
     for bad in ("jpeg", "jpeg:abc", "jpeg:0", "sharpen:1", "resize:-1"):
         with pytest.raises(FakeReasoningError):
             parse_perturbation(bad)
+
+
+def test_faithfulness_metrics_are_shares_over_findings() -> None:
+    from fakereasoning.evaluate.metrics import faithfulness_metrics
+
+    checks = [{"findings": 2, "numbers": 3, "numbers_matching": 3, "consistent": 2, "garbled": 0, "caption": 1},
+              {"findings": 2, "numbers": 1, "numbers_matching": 0, "consistent": 0, "garbled": 1, "caption": 0}]
+    m = faithfulness_metrics(checks)
+    assert m == {"numbers_matching": 0.75, "findings_consistent": 0.5, "findings_garbled": 0.25, "caption_rate": 0.5}
+    assert faithfulness_metrics([])["numbers_matching"] is None

@@ -99,3 +99,18 @@ def test_cpm_loss_decreases_when_optimised_alone(tiny_model, images):
         losses.append(out.cpm_loss.item())
     assert losses[-1] < 0.85 * losses[0], losses
     assert sum(losses[-3:]) < sum(losses[:3])
+
+
+def test_platt_recovers_a_shifted_margin() -> None:
+    import numpy as np
+
+    from fakereasoning.models.cpm import fit_platt
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(0, 2, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-true))).astype(int)
+    observed = (true - 1.5) * 3.0  # the detector's margin: leaning to "real" and over-confident
+    t, bias = fit_platt(observed, y)
+    assert abs(t - 3.0) < 0.4 and abs(bias - 1.5) < 0.25
+    p = cpm.cpm_probability(torch.tensor([[0.0, 3.0]]), 1.0, t, bias)
+    assert float(p) == pytest.approx(1 / (1 + np.exp(-(3.0 / t + bias))), rel=1e-5)

@@ -86,6 +86,8 @@ def test_train_evaluate_detect_end_to_end(toy_data: Path, tmp_path: Path, capsys
     assert m["n"] == 4 and m["failure_rate"] is not None
     for key in ("bleu1", "rouge_l", "css", "consistency", "attr_f1", "auc", "ece"):
         assert key in m
+    # grounded reasoning, checked against the images by the evaluator: every stated number is measured
+    assert m["numbers_matching"] == 1.0 and m["findings_consistent"] == 1.0 and m["findings_garbled"] == 0.0
     rows = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 4
     assert {"schema", "set", "image", "truth", "reference", "failed", "prob_fake", "label"} <= set(rows[0])

@@ -48,6 +48,7 @@ class FakeReasoningConfig:
     # --- CPM ---
     cpm_scale: float = 10.0
     temperature: float = 1.0  # fitted on held-out data by cpm.fit_temperature
+    cpm_bias: float = 0.0  # shift of the fake-minus-real margin, fitted with T by cpm.fit_platt (0: none)
 
     # --- grounded reasoning ---
     evidence_prompt: bool = False  # full mode reads the image's measurements in an <EVIDENCE> block

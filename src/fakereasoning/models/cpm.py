@@ -31,10 +31,12 @@ def cpm_z(pair_logits: torch.Tensor, scale: float = DEFAULT_SCALE) -> torch.Tens
 
 
 def cpm_probability(
-    pair_logits: torch.Tensor, scale: float = DEFAULT_SCALE, temperature: float = 1.0
+    pair_logits: torch.Tensor, scale: float = DEFAULT_SCALE, temperature: float = 1.0, bias: float = 0.0
 ) -> torch.Tensor:
-    """p(fake) = softmax([real, fake] / scale / T)[1]."""
-    return torch.softmax(cpm_z(pair_logits.float(), scale) / temperature, dim=-1)[..., 1]
+    """p(fake) = softmax([real, fake] / scale / T)[1], with an optional shift `bias` of the fake-minus-real
+    margin (Platt scaling: a prior fitted on a held-out generator; 0 = plain temperature scaling)."""
+    z = cpm_z(pair_logits.float(), scale) / temperature
+    return torch.sigmoid(z[..., 1] - z[..., 0] + bias)
 
 
 def cpm_loss(
@@ -93,6 +95,32 @@ def fit_temperature(
             d = a + ratio * (b - a)
             fd = nll(d)
     return float(np.exp((a + b) / 2.0))
+
+
+def fit_platt(
+    logits: np.ndarray | torch.Tensor | Sequence,
+    labels: np.ndarray | torch.Tensor | Sequence,
+    scale: float = 1.0,
+    bounds: tuple[float, float] = (0.05, 20.0),
+) -> tuple[float, float]:
+    """(T, bias) minimising the held-out NLL of sigmoid(margin / scale / T + bias): temperature scaling
+    plus a shift, for a detector whose errors lean to one side on unseen generators."""
+    from scipy.optimize import minimize
+
+    margin = _as_z(logits) / scale
+    y = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels, dtype=np.float64)
+    y = y.reshape(-1)
+    if margin.shape != y.shape or margin.size == 0:
+        raise ValueError(f"fit_platt needs matching non-empty logits and labels, got {margin.shape} {y.shape}")
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+
+    def nll(params: np.ndarray) -> float:
+        m = margin / np.exp(np.clip(params[0], lo, hi)) + params[1]
+        return float(np.mean(np.logaddexp(0.0, m) - y * m))
+
+    start = np.array([np.log(fit_temperature(margin, y, 1.0, bounds)), 0.0])
+    best = minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 2000})
+    return float(np.exp(np.clip(best.x[0], lo, hi))), float(best.x[1])
 
 
 def expected_calibration_error(

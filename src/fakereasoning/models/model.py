@@ -221,7 +221,7 @@ class FakeReasoning(nn.Module):
         pair = self._with_prior(cpm.verdict_logits(logits, slots, self.text.verdict_ids), prior)
         valid = (slots >= 0) & (cpm_labels >= 0)
         z = cpm.cpm_z(pair.float(), cfg.cpm_scale)
-        prob = cpm.cpm_probability(pair, cfg.cpm_scale, cfg.temperature)
+        prob = cpm.cpm_probability(pair, cfg.cpm_scale, cfg.temperature, cfg.cpm_bias)
         cpm_loss = cpm.cpm_loss(pair, cpm_labels, valid, cfg.cpm_scale)
         zero = logits.sum() * 0.0
         facl_loss, terms = zero, {}
@@ -275,7 +275,7 @@ class FakeReasoning(nn.Module):
             return []
         last, _, _, prior = self._prefill(images, schema.PROMPT_FAST, self.text.fast_prefix)
         pair = self._with_prior(last[:, list(self.text.verdict_ids)], prior)
-        return cpm.cpm_probability(pair, self.config.cpm_scale, self.config.temperature).tolist()
+        return cpm.cpm_probability(pair, self.config.cpm_scale, self.config.temperature, self.config.cpm_bias).tolist()
 
     # --- grounded full mode ----------------------------------------------------------------------------
     def _extend(self, cache: Any, ids: list[int], pos: int) -> tuple[torch.Tensor, Any, int]:

@@ -48,6 +48,7 @@ class DataConfig:
     # fit the CPM temperature on this evaluation set of the training root (a held-out generator) instead
     # of the held-out share of the training images
     calibration_set: str | None = None
+    calibrate_bias: bool = False  # fit a margin shift with the temperature (Platt scaling), not T alone
     num_workers: int = 0
 
 

@@ -143,11 +143,12 @@ def _truncate_log(path: Path, last_step: int) -> None:
 
 
 @torch.no_grad()
-def fit_heldout_temperature(model: Any, held: list[TrainExample], max_images: int, batch_size: int
-                            ) -> tuple[float | None, dict[str, Any]]:
-    """Fit the CPM temperature on held-out images (fast-mode margins); report accuracy and ECE."""
+def fit_heldout_temperature(model: Any, held: list[TrainExample], max_images: int, batch_size: int,
+                            with_bias: bool = False) -> tuple[float | None, dict[str, Any]]:
+    """Fit the CPM temperature (and, `with_bias`, a margin shift: Platt scaling) on held-out images
+    (fast-mode margins); report accuracy and ECE before and after."""
     from fakereasoning.imageio import load_image
-    from fakereasoning.models.cpm import expected_calibration_error, fit_temperature
+    from fakereasoning.models.cpm import expected_calibration_error, fit_platt, fit_temperature
 
     reals = [e for e in held if e.label == "real"]
     fakes = [e for e in held if e.label == "fake"]
@@ -160,7 +161,7 @@ def fit_heldout_temperature(model: Any, held: list[TrainExample], max_images: in
                       "class: temperature not fitted (kept at 1.0)"}
     model.eval()
     saved_t = model.config.temperature
-    model.config = model.config.replace(temperature=1.0)
+    model.config = model.config.replace(temperature=1.0, cpm_bias=0.0)
     probs: list[float] = []
     labels: list[int] = []
     for start in range(0, len(held), batch_size):
@@ -171,15 +172,18 @@ def fit_heldout_temperature(model: Any, held: list[TrainExample], max_images: in
     p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1 - 1e-12)
     margins = np.log(p) - np.log1p(-p)
     y = np.asarray(labels)
-    t = fit_temperature(margins, y)
-    calibrated = 1.0 / (1.0 + np.exp(-margins / t))
-    model.config = model.config.replace(temperature=t if t else saved_t)
+    t, bias = fit_platt(margins, y) if with_bias else (fit_temperature(margins, y), 0.0)
+    calibrated = 1.0 / (1.0 + np.exp(-(margins / t + bias)))
+    model.config = model.config.replace(temperature=t if t else saved_t, cpm_bias=bias)
     report = {
         "n": len(held),
         "acc": float(((p >= 0.5) == (y == 1)).mean()),
+        "bal_acc": float(np.mean([((p >= 0.5) == (y == 1))[y == k].mean() for k in (0, 1)])),
+        "bal_acc_after": float(np.mean([((calibrated >= 0.5) == (y == 1))[y == k].mean() for k in (0, 1)])),
         "ece_before": expected_calibration_error(p, y),
         "ece_after": expected_calibration_error(calibrated, y),
         "temperature": t,
+        "bias": bias,
     }
     return t, report
 
@@ -288,9 +292,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return None
-    if calibration is not None:
-        held = calibration
-    temperature, heldout = fit_heldout_temperature(core, held, cfg.data.max_val_images, cfg.optim.batch_size)
+    calibrate_on = calibration if calibration is not None else held  # never counted as "seen" below
+    temperature, heldout = fit_heldout_temperature(core, calibrate_on, cfg.data.max_val_images,
+                                                   cfg.optim.batch_size, with_bias=cfg.data.calibrate_bias)
     heldout["source"] = (f"evaluation set {cfg.data.calibration_set!r} (a held-out generator)" if cfg.data.calibration_set
                          else f"held-out {cfg.data.val_fraction:.0%} of the training images")
     model_dir = core.save_pretrained(out / FINAL_MODEL)
