@@ -23,6 +23,7 @@ from fakereasoning.schema import (
     fast_answer,
     format_cot,
     parse_cot,
+    reference_text,
 )
 
 
@@ -49,6 +50,17 @@ def test_released_shape() -> None:
     assert parsed.ok and parsed.label == "fake" and parsed.reasoning_label == "fake" and parsed.consistent
     assert parsed.caption == "A hand holding a cup."
     assert parsed.missing == []
+
+
+def test_findings_follow_the_reference_order() -> None:
+    """Within a perspective, findings come in sorted attribute-name order, the order in which the released
+    evaluator joins a reference: a reasoning stating the reference's findings lines up with it."""
+    attrs = {"Smooth and Natural Image Edges": "e", "Consistent Lighting and Shadows": "l",
+             "Natural and Consistent Image Texture": "t", "High Image Quality": "q"}
+    reasoning = parse_cot(format_cot("real", attrs, "")).reasoning or ""
+    positions = [reasoning.index(name) for name in sorted(attrs)]
+    assert positions == sorted(positions)
+    assert reference_text(attrs) == "l q t e"
 
 
 def test_fast_answer_is_only_the_conclusion() -> None:

@@ -132,6 +132,11 @@ def clean_inline(text: str) -> str:
     return " ".join(text.replace("<", "(").replace(">", ")").split())
 
 
+def reference_text(attributes: Mapping[str, Any]) -> str:
+    """Attribute texts as the released evaluator joins a reference: non-null texts in sorted name order."""
+    return " ".join(str(attributes[name]) for name in sorted(attributes) if attributes[name])
+
+
 def clean_finding(text: str) -> str:
     """One finding as it appears in a formatted answer: one line, a full stop, nothing parse-breaking.
 
@@ -151,11 +156,13 @@ def clean_finding(text: str) -> str:
 def format_reasoning(attributes: Mapping[str, str | None], label: Label) -> str:
     """Reasoning in the released shape, each finding prefixed by its attribute name so it can be parsed back.
 
-    Attributes are written in the canonical order of `ATTRIBUTES`; null texts are left out.
+    Within each perspective, attributes are written in sorted name order, the order in which the released
+    evaluator joins a reference's attribute texts, so a reasoning and its reference line up (ROUGE-L is an
+    in-order measure); null texts are left out.
     """
     low: list[str] = []
     high: list[str] = []
-    for name in ATTRIBUTES:
+    for name in sorted(ATTRIBUTES):
         finding = clean_finding(attributes.get(name) or "")
         if finding:
             (low if is_low_level(name) else high).append(f"{name}: {finding}")

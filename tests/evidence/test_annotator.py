@@ -1,4 +1,4 @@
-"""The evidence annotator: schema-complete, grounded in measurements, varied and deterministic."""
+"""The evidence annotator: schema-complete, grounded in measurements, canonical (or varied) and deterministic."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from fakereasoning.evidence import EvidenceAnnotator
+from fakereasoning.evidence import EvidenceAnnotator, findings
 from fakereasoning.schema import ATTRIBUTES_OF_LABEL
 
 
@@ -42,11 +42,21 @@ def test_texts_state_the_measured_trace() -> None:
     assert out["Semantic Irrationality"] is None and real["Semantic Rationality"] is None
 
 
-def test_deterministic_for_seed_and_key_and_varied_across_keys() -> None:
+def test_canonical_wording_by_default_the_same_for_every_key() -> None:
     img = _upsampled(1)
-    a = EvidenceAnnotator(seed=7).annotate(img, "fake", key="a.png")
-    assert a == EvidenceAnnotator(seed=7).annotate(img, "fake", key="a.png")
-    phrasings = {EvidenceAnnotator(seed=7).annotate(img, "fake", key=f"{i}.png")["Anomalous Image Texture"] for i in range(12)}
+    texts = {EvidenceAnnotator(seed=s).annotate(img, "fake", key=f"{i}.png")["Anomalous Image Texture"]
+             for s in (0, 7) for i in range(12)}
+    assert len(texts) == 1
+    finding = next(f for f in findings.FINDINGS if f.id == "texture.periodic")
+    assert texts == {findings.render(finding.phrasings[0], findings.measure_view(img))}
+
+
+def test_varied_wording_deterministic_for_seed_and_key_and_varied_across_keys() -> None:
+    img = _upsampled(1)
+    a = EvidenceAnnotator(seed=7, vary_wording=True).annotate(img, "fake", key="a.png")
+    assert a == EvidenceAnnotator(seed=7, vary_wording=True).annotate(img, "fake", key="a.png")
+    phrasings = {EvidenceAnnotator(seed=7, vary_wording=True).annotate(img, "fake", key=f"{i}.png")["Anomalous Image Texture"]
+                 for i in range(12)}
     assert len(phrasings) >= 2
 
 

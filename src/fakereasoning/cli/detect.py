@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=512, help="full mode: generation budget")
     p.add_argument("--temperature", type=float, default=0.0,
                    help="full mode: 0 (default) = greedy, the same text every run and at any batch size; > 0 samples "
-                        "the wording among the findings the measurements support")
+                        "which of the findings the measurements support are stated")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(handler=cmd_detect)
 

@@ -194,30 +194,34 @@ class Candidate:
     text: str
 
 
-def candidates(m: Measurements, label: Label) -> dict[str, list[Candidate]]:
+def candidates(m: Measurements, label: Label, all_wordings: bool = False) -> dict[str, list[Candidate]]:
     """Every finding the measurements support for a verdict of `label`, per attribute (canonical order),
-    each in all its wordings. When none holds, the hedge alone (one attribute), so a reasoning always
-    says something true."""
+    each in its canonical wording (its first phrasing), or in all of them with `all_wordings`. When none
+    holds, the hedge alone (one attribute), so a reasoning always says something true."""
+    def worded(f: Finding) -> list[Candidate]:
+        chosen = f.phrasings if all_wordings else f.phrasings[:1]
+        return [Candidate(f, k, render(t, m)) for k, t in enumerate(chosen)]
+
     out: dict[str, list[Candidate]] = {}
     for attribute in ATTRIBUTES_OF_LABEL[label]:
-        cands = [Candidate(f, k, render(t, m)) for f in _BY_ATTRIBUTE.get(attribute, ()) if not f.hedge and f.holds(m)
-                 for k, t in enumerate(f.phrasings)]
+        cands = [c for f in _BY_ATTRIBUTE.get(attribute, ()) if not f.hedge and f.holds(m) for c in worded(f)]
         if cands:
             out[attribute] = cands
     if not out:
         hedge = next(f for f in FINDINGS if f.hedge and f.attribute in ATTRIBUTES_OF_LABEL[label])
-        out[hedge.attribute] = [Candidate(hedge, k, render(t, m)) for k, t in enumerate(hedge.phrasings)]
+        out[hedge.attribute] = worded(hedge)
     return out
 
 
-def annotate(m: Measurements, label: Label, choose: Callable[[str, int], int]) -> dict[str, str | None]:
-    """Reference attribute texts: per attribute the first finding (in priority order) that holds, worded
-    by `choose(attribute, n_phrasings)`; the other attributes of the label's kind are None."""
+def annotate(m: Measurements, label: Label, choose: Callable[[str, int], int] | None = None) -> dict[str, str | None]:
+    """Reference attribute texts: per attribute the first finding (in priority order) that holds, in its
+    canonical wording, or worded by `choose(attribute, n_phrasings)` when given; the other attributes of
+    the label's kind are None."""
     out: dict[str, str | None] = dict.fromkeys(ATTRIBUTES_OF_LABEL[label])
-    for attribute, cands in candidates(m, label).items():
+    for attribute, cands in candidates(m, label, all_wordings=choose is not None).items():
         first = cands[0].finding
         wordings = [c for c in cands if c.finding is first]
-        out[attribute] = wordings[choose(attribute, len(wordings))].text
+        out[attribute] = wordings[choose(attribute, len(wordings)) if choose is not None else 0].text
     return out
 
 

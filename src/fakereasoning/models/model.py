@@ -315,8 +315,8 @@ class FakeReasoning(nn.Module):
     def _grounded_answer(self, image: Any, label: str, measured: Any, caption: str | None, temperature: float,
                          generator: torch.Generator | None) -> str:
         """The tagged answer for a decided verdict. The model reads the measurements (<EVIDENCE> block) and
-        chooses, attribute by attribute, which of the findings they support it states and in which words
-        (scored by its own likelihood); it cannot state anything else, so every number is the image's own
+        chooses, attribute by attribute, which of the findings they support it states (each in its canonical
+        wording, scored by its own likelihood); it cannot state anything else, so every number is the image's own
         and every finding agrees with its measurement. The caption comes from what can see (see `caption`)."""
         from fakereasoning.evidence import findings
 
@@ -326,7 +326,8 @@ class FakeReasoning(nn.Module):
         head_ids = self.text._encode(" " + head)[0]
         last, cache, pos, _ = self._prefill([image], prompt, head_ids)
         chosen: dict[str, str] = {}
-        for attribute, cands in findings.candidates(measured, label).items():  # type: ignore[arg-type]
+        # in the order the answer writes them (schema.format_reasoning), so the model reads what it wrote
+        for attribute, cands in sorted(findings.candidates(measured, label).items()):  # type: ignore[arg-type]
             texts = [schema.clean_finding(c.text) for c in cands]
             options = [self.text._encode(f" {attribute}: {t}")[0] for t in texts]
             pick = self._choose(self._score(cache, last[0], pos, options), temperature, generator) if len(options) > 1 else 0

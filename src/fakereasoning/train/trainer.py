@@ -124,7 +124,7 @@ def _micro_samples(examples: list[TrainExample], idx: list[int], cfg: TrainConfi
 
 def evidence_answer(example: TrainExample, image: Any) -> str:
     """The example's answer rewritten by the evidence annotator from `image` as it is now (augmented);
-    the caption is kept. Same wording choices as the dataset's (seeded by the image key)."""
+    the caption is kept. Each finding in its canonical wording, as the dataset's references (`data reannotate`)."""
     from fakereasoning.evidence.annotator import EvidenceAnnotator
     from fakereasoning.schema import format_cot, parse_cot
 
