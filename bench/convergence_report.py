@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fakereasoning.evaluate import metrics
+
 SET_KEYS = ("bal_acc", "auc", "acc", "ece", "ap", "real_acc", "fake_acc", "bal_acc_cal", "n_real", "n_fake")
 CI_KEYS = ("bal_acc", "auc", "acc", "bal_acc_cal")
-REASONING_KEYS = ("bleu1", "rouge_l", "css", "consistency", "attr_f1", "numbers_matching", "findings_consistent",
-                  "findings_garbled", "caption_rate", "failure_rate")
+REASONING_KEYS = (*metrics.REASONING_KEYS, "failure_rate")
 
 
 def read_rows(pred_path: Path) -> list[dict[str, Any]]:

@@ -71,6 +71,26 @@ def test_reasoning_scores_match_libraries() -> None:
     assert all(fast["sets"]["a"][k] is None for k in ("bleu1", "rouge_l", "css", "consistency", "attr_f1"))
 
 
+def test_findings_view_and_correct_only_scores() -> None:
+    """findings_*: the answer's attribute texts joined as the reference is (the frame costs nothing);
+    *_correct: only images whose verdict is right (a wrong verdict states the other kind's attributes)."""
+    scorer = ReasoningScorer()
+    ref = {"Low Image Quality": "soft detail", "Anomalous Image Texture": "grid pattern"}
+    joined = "grid pattern soft detail"  # sorted attribute names: Anomalous..., Low...
+    right = row("a", "fake", 0.9, label="fake", reference=joined, consistent=True, attributes=dict(ref),
+                reasoning="From low-level perspective: Anomalous Image Texture: grid pattern. Low Image Quality: "
+                          "soft detail. Therefore, this image is fake.")
+    wrong = row("a", "fake", 0.2, label="real", reference=joined, consistent=True,
+                attributes={"High Image Quality": "crisp edges"},
+                reasoning="From low-level perspective: High Image Quality: crisp edges. Therefore, this image is real.")
+    s = compute_metrics([right, wrong], "full", scorer)["sets"]["a"]
+    assert s["findings_rouge_l"] == pytest.approx(0.5)  # 1.0 for the right one, 0.0 for the wrong one
+    assert s["rouge_l_correct"] == pytest.approx(scorer.rouge_l(right["reasoning"], joined))
+    assert s["rouge_l_correct"] < 1.0 and s["rouge_l"] < s["rouge_l_correct"]
+    reordered = dict(right, attributes={"Low Image Quality": "soft detail", "Anomalous Image Texture": "grid pattern"})
+    assert compute_metrics([reordered], "full", scorer)["sets"]["a"]["findings_rouge_l"] == pytest.approx(1.0)
+
+
 def test_css_with_minilm_orders_similarity() -> None:
     from fakereasoning.evaluate.encoders import load_encoder
 

@@ -46,6 +46,7 @@ from fakereasoning.schema import (
     Label,
     attribute_label,
     parse_cot,
+    reference_text,
 )
 
 EVAL_DIR = "evaluation_sets"
@@ -83,8 +84,7 @@ class ImageRecord:
 
     def reference(self) -> str:
         """The released reference reasoning: non-null attribute texts joined in sorted attribute order."""
-        attrs = self.attributes or {}
-        return " ".join(str(attrs[name]) for name in sorted(attrs) if attrs[name])
+        return reference_text(self.attributes or {})
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A prediction row is a dict with at least: `set`, `truth` ("real"/"fake"), `prob_fake`, `failed` (bool),
 and for reasoning metrics `reasoning` (the <REASONING> text), `reference` (the reference reasoning),
-`attributes` (the names the answer used), `reference_attributes` and `consistent` (bool or None).
+`attributes` (the answer's attribute name -> text, or just the names it used), `reference_attributes` and `consistent` (bool or None).
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 
 from fakereasoning.models.cpm import expected_calibration_error
+from fakereasoning.schema import reference_text
 
 DETECTION_KEYS = ("n", "n_real", "n_fake", "real_acc", "fake_acc", "acc", "bal_acc", "acc_cal", "bal_acc_cal",
                   "ap", "auc", "ece", "failure_rate")
 COUNT_KEYS = ("n", "n_real", "n_fake")  # summed, not averaged, in the mean rows
-REASONING_KEYS = ("bleu1", "rouge_l", "css", "consistency", "attr_f1", "numbers_matching", "findings_consistent",
-                  "findings_garbled", "caption_rate")
+REASONING_KEYS = ("bleu1", "rouge_l", "css", "rouge_l_correct", "css_correct", "findings_rouge_l", "findings_css",
+                  "consistency", "attr_f1", "numbers_matching", "findings_consistent", "findings_garbled",
+                  "caption_rate")
 METRIC_KEYS = DETECTION_KEYS + REASONING_KEYS
 ECE_BINS = 15
 
@@ -110,17 +112,35 @@ class ReasoningScorer:
         return [float(x) for x in (h * r).sum(axis=1)]
 
     def score(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
-        """Reasoning metrics over non-failed rows that have a reference."""
+        """Reasoning metrics over non-failed rows that have a reference.
+
+        bleu1 / rouge_l / css are the protocol's: the whole <REASONING> text (with its "From low-level
+        perspective" frame, attribute names and "Therefore" sentence) against the attribute texts joined.
+        `*_correct` are the same over the images whose verdict is right, so reasoning quality is not read
+        through detection errors (a wrong verdict states the other kind's attributes). `findings_*` compare
+        like with like: the answer's own attribute texts joined as the reference is (sorted attribute
+        names), so the frame, which no reference has, costs nothing.
+        """
         ok = [r for r in rows if not r.get("failed")]
         scored = [r for r in ok if r.get("reference")]
         hyps = [r.get("reasoning") or "" for r in scored]
         refs = [r["reference"] for r in scored]
+        texts = [r.get("attributes") for r in scored]  # name -> text (predictions.jsonl); a bare name list has none
+        stated = [reference_text(a) for a in texts if isinstance(a, Mapping)]
+        stated_refs = [ref for a, ref in zip(texts, refs, strict=True) if isinstance(a, Mapping)]
+        right = [r.get("label") == r.get("truth") for r in scored]
         with_reasoning = [r for r in ok if r.get("reasoning")]
+        rouge = [self.rouge_l(h, ref) for h, ref in zip(hyps, refs, strict=True)]
         css = self.css(hyps, refs)
+        findings_css = self.css(stated, stated_refs)
         return {
             "bleu1": _mean(self.bleu1(h, ref) for h, ref in zip(hyps, refs, strict=True)),
-            "rouge_l": _mean(self.rouge_l(h, ref) for h, ref in zip(hyps, refs, strict=True)),
+            "rouge_l": _mean(rouge),
             "css": _mean(css) if css else None,
+            "rouge_l_correct": _mean(v for v, ok_ in zip(rouge, right, strict=True) if ok_),
+            "css_correct": _mean(v for v, ok_ in zip(css, right, strict=True) if ok_) if css else None,
+            "findings_rouge_l": _mean(self.rouge_l(h, ref) for h, ref in zip(stated, stated_refs, strict=True)),
+            "findings_css": _mean(findings_css) if findings_css else None,
             "consistency": _mean(1.0 if r.get("consistent") else 0.0 for r in with_reasoning),
             "attr_f1": _mean(
                 attribute_f1(r.get("attributes") or [], r.get("reference_attributes") or []) for r in scored
