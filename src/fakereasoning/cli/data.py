@@ -48,6 +48,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_layout_options(p)
     p.set_defaults(handler=cmd_stats)
 
+    p = data_sub.add_parser(
+        "reannotate",
+        help="rewrite a dataset's references with the evidence annotator, from its own images",
+        description="Measure every image of an MMFR-layout dataset again and rewrite each reasoning JSON (and "
+        "the training conversations, when present) with the evidence annotator: after the annotator's findings "
+        "or thresholds change, references and training text then state what it would state now. Unreadable "
+        "images keep their old annotation and are listed.",
+    )
+    p.add_argument("root", type=Path, help="dataset root (MMFR layout)")
+    p.add_argument("--seed", type=int, default=0, help="seed of drawn wordings (only with --vary-wording)")
+    p.add_argument("--vary-wording", action="store_true",
+                   help="draw each finding's wording among its phrasings (default: its canonical wording)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(handler=cmd_reannotate)
+
+    p = data_sub.add_parser(
+        "merge",
+        help="merge MMFR-layout datasets into one root (training parts and evaluation sets side by side)",
+        description="Write one MMFR root holding every training part and evaluation set of ROOTs (images "
+        "hard-linked where the file system allows, else copied), with captions merged, training "
+        "conversations rebuilt and each source's in_training marks kept. Clashing names are refused.",
+    )
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("roots", type=Path, nargs="+", metavar="ROOT", help="datasets to merge (two or more)")
+    p.add_argument("--json", action="store_true", help="print the merged manifest as JSON")
+    p.set_defaults(handler=cmd_merge)
+
     from fakereasoning.cli.local import add_build_local
 
     add_build_local(data_sub)
@@ -97,6 +124,35 @@ def cmd_to_cot(args: argparse.Namespace) -> int:
 
 
 MAX_LISTED = 50
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from fakereasoning.data.merge import merge
+
+    manifest = merge(args.out, args.roots, progress=not args.json)
+    if args.json:
+        print(json.dumps(manifest, ensure_ascii=False))
+    else:
+        parts = sum(len(m["training_parts"]) for m in manifest["merged_from"])
+        sets = sum(len(m["evaluation_sets"]) for m in manifest["merged_from"])
+        print(f"merged {len(manifest['merged_from'])} datasets into {args.out}: {parts} training parts, "
+              f"{sets} evaluation sets, {manifest.get('conversations', 0)} training conversations")
+    return 0
+
+
+def cmd_reannotate(args: argparse.Namespace) -> int:
+    from fakereasoning.data.reannotate import reannotate
+
+    summary = reannotate(args.root, args.seed, args.vary_wording, progress=not args.json)
+    for error in summary.errors[:MAX_LISTED]:
+        print(f"fakereasoning: warning: kept the old annotation of {error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.to_dict(), ensure_ascii=False))
+    else:
+        cot = "" if summary.conversations is None else f"; {summary.conversations} training conversations written"
+        print(f"reannotated {summary.rewritten} of {summary.images} images in {len(summary.files)} files "
+              f"({summary.changed} changed, {len(summary.errors)} unreadable){cot}")
+    return 0 if not summary.errors else 1
 
 
 _SHORT = {name: "".join(w[0] for w in name.split() if w[0].isupper()) for name in ATTRIBUTES}
