@@ -30,9 +30,20 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ("acc", "bal_acc", "bleu1", "rouge_l", "css", "rouge_l_correct", "css_correct", "findings_rouge_l",
-        "findings_css", "consistency", "attr_f1", "numbers_matching", "findings_consistent", "findings_garbled",
-        "caption_rate", "failure_rate")
+
+def _keys() -> tuple[str, ...]:
+    from fakereasoning.evaluate.metrics import REASONING_KEYS
+
+    return ("acc", "bal_acc", *REASONING_KEYS, "failure_rate")
+
+
+def _dataset_spec(spec: str) -> tuple[str, str, str | None]:
+    """NAME=ROOT[:SETS] -> (name, root, sets or None); a ROOT that exists as given keeps any colon in it."""
+    name, _, rest = spec.partition("=")
+    if Path(rest).exists():
+        return name, rest, None
+    root, _, sets = rest.partition(":")
+    return name, root, sets or None
 
 
 def _evaluate(model: str | None, root: str, sets: str | None, out: Path, per_class: int | None, threads: int) -> dict[str, Any]:
@@ -100,20 +111,19 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {"command": " ".join(["bench/reasoning.py", *(argv if argv is not None else sys.argv[1:])]),
                                "model": args.model or "shipped default", "datasets": {}}
-    for spec in args.data:
-        name, _, rest = spec.partition("=")
-        root, _, sets = rest.partition(":") if not Path(rest).exists() else (rest, "", "")
-        metrics = _evaluate(args.model, root, sets or None, args.work / name, args.max_per_class, args.threads)
+    keys = _keys()
+    specs = [_dataset_spec(spec) for spec in args.data]
+    for name, root, sets in specs:
+        metrics = _evaluate(args.model, root, sets, args.work / name, args.max_per_class, args.threads)
         results["datasets"][name] = {
             "root": root, "sets": sorted(metrics["sets"]), "n": metrics["mean"]["n"], "wall_s": metrics["wall_s"],
-            "mean": {k: metrics["mean"].get(k) for k in KEYS},
-            "per_set": {s: {k: m.get(k) for k in KEYS} for s, m in metrics["sets"].items()},
-            "reference_ceiling": _ceiling(root, sets or None, args.max_per_class),
+            "mean": {k: metrics["mean"].get(k) for k in keys},
+            "per_set": {s: {k: m.get(k) for k in keys} for s, m in metrics["sets"].items()},
+            "reference_ceiling": _ceiling(root, sets, args.max_per_class),
         }
         print(f"{name}: {json.dumps(results['datasets'][name]['mean'])}", file=sys.stderr)
-    first = args.data[0].partition("=")[2]
-    root, _, sets = first.partition(":") if not Path(first).exists() else (first, "", "")
-    results["batch_invariance"] = _batch_invariance(args.model, root, sets or None, args.invariance_images, args.threads)
+    _, root, sets = specs[0]
+    results["batch_invariance"] = _batch_invariance(args.model, root, sets, args.invariance_images, args.threads)
     atomic_write_json(args.out, results, indent=2)
     atomic_write_text(args.out.with_suffix(".md"), _markdown(results))
     print(f"wrote {args.out}", file=sys.stderr)
