@@ -151,7 +151,7 @@ def test_verdict_json_form() -> None:
     d = json.loads(v.to_json())
     assert d["schema"] == VERDICT_SCHEMA
     assert set(d) == {"schema", "image", "label", "prob_fake", "attributes", "caption", "reasoning", "raw_text",
-                      "model_id", "elapsed_ms", "measurements"}
+                      "model_id", "elapsed_ms", "measurements", "crops"}
     assert Verdict.from_dict(d) == v
     with pytest.raises(ValueError):
         Verdict.from_dict({**d, "schema": "other/v0"})

@@ -23,27 +23,34 @@ MODES = ("fast", "full")
 MAX_BATCH_PIXELS = 48_000_000  # decoded pixels one detect batch holds (about 140 MB of RGB)
 
 
-def load_model(model_dir: str | os.PathLike[str] | None = None, device: str | None = None) -> Any:
+def load_model(model_dir: str | os.PathLike[str] | None = None, device: str | None = None,
+               crops: int | None = None) -> Any:
     """A `FakeReasoning` model from DIR (a model folder, a `train --output` or checkpoint folder), or the
-    shipped default model when DIR is None."""
+    shipped default model when DIR is None. `crops`: native crops read per image (the model's
+    `infer_crops`; None keeps the model's own)."""
     from fakereasoning.models import FakeReasoning
 
-    return FakeReasoning.from_pretrained(resolve_model_dir(model_dir), device=device)
+    model = FakeReasoning.from_pretrained(resolve_model_dir(model_dir), device=device)
+    if crops is not None:
+        model.config = model.config.replace(infer_crops=crops)
+    return model
 
 
 class LazyModel:
     """A model that loads on its first `detect_many` (loading takes seconds; when every input turns out
     unusable it never has to happen). The folder is resolved at once, so a wrong --model fails first."""
 
-    def __init__(self, model_dir: str | os.PathLike[str] | None = None, device: str | None = None) -> None:
+    def __init__(self, model_dir: str | os.PathLike[str] | None = None, device: str | None = None,
+                 crops: int | None = None) -> None:
         self.path = resolve_model_dir(model_dir)
         self.device = device
+        self.crops = crops
         self._model: Any = None
 
     @property
     def model(self) -> Any:
         if self._model is None:
-            self._model = load_model(self.path, device=self.device)
+            self._model = load_model(self.path, device=self.device, crops=self.crops)
         return self._model
 
     @property

@@ -313,6 +313,8 @@ class Verdict:
     # what was measured on the image (evidence.findings.measured_values), the values the reasoning may
     # state; None in fast mode. Measured, not written by the model: shown as such.
     measurements: dict[str, float] | None = None
+    # how many native crops of the image the detector read (multi-crop inference); None: not reported
+    crops: int | None = None
 
     def __post_init__(self) -> None:
         if self.label not in LABELS:
@@ -345,6 +347,7 @@ class Verdict:
         elapsed_ms: float | None = None,
         threshold: float = 0.5,
         measurements: dict[str, float] | None = None,
+        crops: int | None = None,
     ) -> Verdict:
         """Build a verdict from a probability and (optionally) a generated tagged answer."""
         parsed = parse_cot(text or "")
@@ -359,4 +362,5 @@ class Verdict:
             model_id=model_id,
             elapsed_ms=elapsed_ms,
             measurements=measurements,
+            crops=crops,
         )

@@ -18,6 +18,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_crops_option(p: argparse.ArgumentParser) -> None:
+    """--crops: native crops the detector reads per image (multi-crop inference)."""
+    p.add_argument("--crops", type=positive_int, default=None, metavar="N",
+                   help="native 224 px grid crops read per image, their logits averaged (default: the model's "
+                        "infer_crops; small images are read as one crop whatever N is)")
+
+
 def add_layout_options(p: argparse.ArgumentParser) -> None:
     """--layout and --allow-absolute-paths: how a dataset root (or list file) is read."""
     from fakereasoning.data.layouts import LAYOUTS

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from fakereasoning.cli._args import positive_int
+from fakereasoning.cli._args import add_crops_option, positive_int
 from fakereasoning.paths import MODEL_CARD
 from fakereasoning.schema import DEFAULT_MODE, FORGERY_ATTRIBUTES, LIMITS_NOTE, prob_words
 
@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="full mode: 0 (default) = greedy, the same text every run and at any batch size; > 0 samples "
                         "which of the findings the measurements support are stated")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_crops_option(p)
     p.set_defaults(handler=cmd_detect)
 
 
@@ -55,7 +56,7 @@ def _readable(record: dict) -> str:
 def cmd_detect(args: argparse.Namespace) -> int:
     from fakereasoning.infer import LazyModel, detect_paths
 
-    model = LazyModel(args.model, device=args.device)  # loads only once an input decodes
+    model = LazyModel(args.model, device=args.device, crops=args.crops)  # loads only once an input decodes
     failed = 0
     kwargs = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature} if args.mode == "full" else {}
     for result in detect_paths(model, args.inputs, mode=args.mode, batch_size=args.batch_size,

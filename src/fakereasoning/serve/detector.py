@@ -55,12 +55,13 @@ class ModelDetector:
             return None
 
 
-def load_detector(model_dir: str | os.PathLike[str] | None, device: str | None = None) -> ModelDetector:
+def load_detector(model_dir: str | os.PathLike[str] | None, device: str | None = None,
+                  crops: int | None = None) -> ModelDetector:
     """Load the FakeReasoning model from `model_dir` (None: the shipped default model) for serving."""
     from fakereasoning.infer import load_model
     from fakereasoning.paths import MODEL_CARD, resolve_model_dir
 
     path = resolve_model_dir(model_dir)
     card = path / MODEL_CARD
-    model = load_model(path, device=device)
+    model = load_model(path, device=device, crops=crops)
     return ModelDetector(model, model_card=card.read_text(encoding="utf-8") if card.is_file() else None)

@@ -49,6 +49,10 @@ class DataConfig:
     # of the held-out share of the training images
     calibration_set: str | None = None
     calibrate_bias: bool = False  # fit a margin shift with the temperature (Platt scaling), not T alone
+    # models with a detection head (model.verdict_head): views of each training image its fit reads, and
+    # the leave-family-out folds that choose its strength and give the out-of-fold logits it is calibrated on
+    head_views: int = 2
+    head_folds: int = 6
     num_workers: int = 0
 
 

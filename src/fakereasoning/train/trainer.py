@@ -78,10 +78,11 @@ def _accelerator(cfg: TrainConfig) -> Any:
     )
 
 
-def _build_model(cfg: TrainConfig, train: list[TrainExample], out: Path, accelerator: Any,
-                 resume_from: Path | None) -> Any:
+def _build_model(cfg: TrainConfig, train: list[TrainExample], held: list[TrainExample], out: Path, accelerator: Any,
+                 resume_from: Path | None, progress: bool) -> Any:
     """Build (main process) and reload (all processes) so every rank starts from identical weights and
-    the same tokenizer."""
+    the same tokenizer. A model with a detection head gets it fitted here, before the LM trains (stage 1,
+    train/head.py), so init_model and every checkpoint hold it."""
     from fakereasoning.models import FakeReasoning
 
     if resume_from is not None:
@@ -98,6 +99,10 @@ def _build_model(cfg: TrainConfig, train: list[TrainExample], out: Path, acceler
             torch.manual_seed(cfg.run.seed)
             model = FakeReasoning.build(cfg.model.get("backbone", "tiny"), texts=[e.answer for e in train],
                                         **overrides)
+        if model.config.verdict_head:
+            from fakereasoning.train.head import fit_detection_head
+
+            fit_detection_head(model, train, held, cfg.data, cfg.run.seed, out, progress)
         model.save_pretrained(init_dir)
     accelerator.wait_for_everyone()
     return FakeReasoning.from_pretrained(init_dir)
@@ -219,7 +224,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
                                    cfg.data.allow_absolute_paths, verbose=accelerator.is_main_process)
     calibration = (calibration_examples(cfg.data.root, cfg.data.calibration_set, cfg.data.layout)
                    if cfg.data.calibration_set else None)  # checked now, used after training
-    model = _build_model(cfg, train_ex, out, accelerator, latest)
+    model = _build_model(cfg, train_ex, held, out, accelerator, latest, progress)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
@@ -292,11 +297,20 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return None
-    calibrate_on = calibration if calibration is not None else held  # never counted as "seen" below
-    temperature, heldout = fit_heldout_temperature(core, calibrate_on, cfg.data.max_val_images,
-                                                   cfg.optim.batch_size, with_bias=cfg.data.calibrate_bias)
-    heldout["source"] = (f"evaluation set {cfg.data.calibration_set!r} (a held-out generator)" if cfg.data.calibration_set
-                         else f"held-out {cfg.data.val_fraction:.0%} of the training images")
+    if core.config.verdict_head:  # calibrated in stage 1, out of fold (train/head.py): kept as fitted
+        from fakereasoning.train.head import HEAD_REPORT
+
+        head = json.loads((out / HEAD_REPORT).read_text(encoding="utf-8"))
+        temperature = core.config.temperature
+        heldout = {k: head[k] for k in ("temperature", "bias", "ece_after", "bal_acc_after", "calibration_rows")
+                   if k in head}
+        heldout["source"] = f"detection head: {head.get('calibration')}"
+    else:
+        calibrate_on = calibration if calibration is not None else held  # never counted as "seen" below
+        temperature, heldout = fit_heldout_temperature(core, calibrate_on, cfg.data.max_val_images,
+                                                       cfg.optim.batch_size, with_bias=cfg.data.calibrate_bias)
+        heldout["source"] = (f"evaluation set {cfg.data.calibration_set!r} (a held-out generator)"
+                             if cfg.data.calibration_set else f"held-out {cfg.data.val_fraction:.0%} of the training images")
     model_dir = core.save_pretrained(out / FINAL_MODEL)
     seconds = time.time() - t0
     atomic_write_json(out / "calibration.json", heldout)

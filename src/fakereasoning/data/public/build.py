@@ -16,6 +16,7 @@ Stages (each resumable; a kill at any point loses at most the image being writte
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import random
@@ -45,7 +46,15 @@ from fakereasoning.data.public.manifest import (
     read_manifest,
     read_sources,
 )
-from fakereasoning.data.public.normalize import CropPlan, Recipe, is_lossy, plan_crops, render, source_format
+from fakereasoning.data.public.normalize import (
+    CropPlan,
+    Recipe,
+    is_lossy,
+    plan_crops,
+    prepare,
+    render,
+    source_format,
+)
 from fakereasoning.errors import DatasetError, FakeReasoningError
 from fakereasoning.evidence.annotator import EvidenceAnnotator
 from fakereasoning.evidence.measure import measure
@@ -54,6 +63,15 @@ from fakereasoning.imageio import decode_image_bytes
 from fakereasoning.progress import Progress
 
 DEFAULT_SPLITS = PACKAGE_DIR / "splits.json"
+# Packaged split definitions by name: "heldout" keeps generator families out of training to measure
+# transfer on them (evaluation sets); "all" trains on every family (what the shipped model is built from;
+# transfer is then measured by leave-family-out folds over it, bench/lofo.py).
+NAMED_SPLITS = {"heldout": DEFAULT_SPLITS, "all": PACKAGE_DIR / "splits-all.json"}
+
+
+def splits_path(value: str | Path) -> Path:
+    """A packaged split definition by name, or a JSON file."""
+    return NAMED_SPLITS.get(str(value), Path(value))
 TRAIN_PART = "public_train"
 STATE_DIR = ".build"
 SUMMARY_FILE = "summary.json"
@@ -312,8 +330,11 @@ def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, 
             (eval_reals if _real_is_eval(r, splits) else train_reals).append(r)
     planned: list[Planned] = []
 
+    native_only = dataclasses.replace(recipe, rescale_prob=0.0)  # evaluation sets read native pixels
+
     def add(r: ManifestRow, split: str, set_name: str, role: str, count: int, rel: str) -> int:
-        crops = plan_crops(rng, r.out_width, r.out_height, count, scanned[r.key].lossy, recipe)
+        crops = plan_crops(rng, r.out_width, r.out_height, count, scanned[r.key].lossy,
+                           recipe if split == "train" else native_only)
         for k, p in enumerate(crops):
             name = f"{_slug(r.generator)}_{r.sha256[:12]}{'' if r.region is None else f't{r.region[0]}-{r.region[1]}'}_{k}.png"
             path = f"{rel}/{name}"
@@ -372,7 +393,8 @@ def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, 
             jpeg = rng.randint(*recipe.jpeg_quality) if rng.random() < recipe.jpeg_prob else None
             path = f"{TRAIN_PART}/1_fake/{ALIGNED_FAMILY}/{Path(p.path).name}"
             planned.append(Planned(path, p.key, "fake", "train", TRAIN_PART, "train",
-                                   CropPlan(p.plan.x, p.plan.y, p.plan.web_jpeg, jpeg), path, aligned=True))
+                                   CropPlan(p.plan.x, p.plan.y, p.plan.web_jpeg, jpeg, p.plan.scale), path,
+                                   aligned=True))
     return planned
 
 
@@ -473,7 +495,7 @@ def build_public(
     unknown = sorted({r.repo for r in rows} - set(repos))
     if unknown:
         raise DatasetError(f"{sources}: no license entry for {unknown[:5]}")
-    split_def = Splits.read(splits)
+    split_def = Splits.read(splits_path(splits))
     reader = open_reader(mirror)
     log(f"{len(rows)} manifest rows from {len({r.repo for r in rows})} repositories; reading from "
         f"{'snapshots in ' + str(mirror) if mirror is not None else 'the network (raw.githubusercontent.com)'}")
@@ -500,10 +522,13 @@ def build_public(
                     except (FetchError, FakeReasoningError) as exc:  # vanished since the scan
                         log(f"skipped: {exc}")
                         continue
+                    prepared: dict[tuple[str, int | None], Image.Image] = {}  # (tile, web JPEG) -> image
                     for p in group:
                         r = by_key[p.key]
                         tile = img.crop((r.region[0], r.region[1], r.region[0] + r.region[2], r.region[1] + r.region[3])) if r.region else img
-                        data, pixels = render(tile, p.plan, split_def.recipe, autoencoder if p.aligned else None)
+                        ready = prepared.setdefault((p.key, p.plan.web_jpeg), prepare(tile, p.plan))
+                        data, pixels = render(tile, p.plan, split_def.recipe, autoencoder if p.aligned else None,
+                                              prepared=ready)
                         atomic_write_bytes(root / p.path, data)
                         m = measure(pixels)
                         writer.add({
@@ -592,7 +617,7 @@ def _finalise(root: Path, written: list[Planned], state: dict[str, dict[str, Any
              "family": p.family(rows), "generator": p.generator(rows), "aligned": p.aligned, "content": rows[p.key].content,
              "repo": rows[p.key].repo, "commit": rows[p.key].commit, "source_path": rows[p.key].path,
              "source_sha256": rows[p.key].sha256, "region": rows[p.key].region, "crop_xy": [p.plan.x, p.plan.y],
-             "web_jpeg": p.plan.web_jpeg, "jpeg": p.plan.jpeg, "sha256": state[p.path]["sha256"]}
+             "web_jpeg": p.plan.web_jpeg, "jpeg": p.plan.jpeg, "scale": p.plan.scale, "sha256": state[p.path]["sha256"]}
             for p in written
         ],
     }
