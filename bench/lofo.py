@@ -71,14 +71,18 @@ def load_items(data: Path) -> tuple[list[Any], list[Item], dict[str, Any]]:
     from fakereasoning.train.head import family_and_source
 
     manifest = json.loads((data / "manifest.json").read_text(encoding="utf-8"))
-    info = {im["path"]: im for im in manifest["images"]}
+    images = list(manifest.get("images", []))
+    for merged in manifest.get("merged_from", []):  # `data merge` of MMFR-Public with other data
+        sub = Path(merged["root"]) / "manifest.json"
+        if sub.is_file():
+            images += json.loads(sub.read_text(encoding="utf-8")).get("images", [])
+    manifest["images"] = images
+    info = {im["path"]: im for im in images if "repo" in im}
     records = sorted(load_dataset(data).index.train, key=lambda r: r.key)
     examples, items = [], []
     seen_first: set[str] = set()
     for i, r in enumerate(records):
-        m = info.get(r.key)
-        if m is None:
-            raise SystemExit(f"lofo: {r.key} is not in {data / 'manifest.json'} (not an MMFR-Public build?)")
+        m = info.get(r.key) or {"repo": "", "source_path": r.key}  # not MMFR-Public: its own source
         examples.append(TrainExample(r.key, r.path, r.label, "", "fast", r.set))
         region = m.get("region")
         source = f"{m['repo']}:{m['source_path']}@{region}"
@@ -236,6 +240,40 @@ def run_entry(name: str, x_train: np.ndarray, rows: np.ndarray, items: list[Item
     return out
 
 
+def trained_entry(kind: str, examples: list[Any], items: list[Item], folds_item: np.ndarray, n_folds: int,
+                  steps: int, work: Path, log: Any) -> list[FoldOutput]:
+    """A baseline trained per fold (`fakereasoning baseline` code: NPR-style CNN, CNNSpot-style fine-tuned
+    EfficientNet) for a fixed step budget on the fold's training images, scored on its native crops."""
+    from fakereasoning.baselines.common import TrainOptions, train_baseline
+    from fakereasoning.baselines.registry import build, load
+    from fakereasoning.imageio import load_image
+
+    out = []
+    for k in range(n_folds):
+        t0 = time.time()
+        run = work / f"{kind}-fold{k}"
+        if (run / "model").is_dir():
+            det = load(run / "model", kind)
+        else:
+            listing = work / f"{kind}-fold{k}.jsonl"
+            rows = [{"path": str(Path(examples[it.index].path).resolve()), "label": "fake" if it.label else "real",
+                     "split": "train"} for it in items if folds_item[it.index] != k]
+            listing.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+            det = build(kind)
+            train_baseline(det, listing, run, TrainOptions(max_steps=steps, allow_absolute_paths=True, val_fraction=0.02,
+                                                           save_every=10**9), progress=False)
+        det.eval()
+        test = [it.index for it in items if folds_item[it.index] == k and it.native]
+        logits: dict[int, float] = {}
+        for s in range(0, len(test), 64):
+            chunk = test[s : s + 64]
+            imgs = [load_image(examples[i].path, name=examples[i].image) for i in chunk]
+            logits.update(zip(chunk, det.logits(imgs).tolist(), strict=True))
+        out.append(FoldOutput({"native": logits}, {}, None, None))
+        log(f"{kind}: fold {k + 1}/{n_folds} trained ({steps} steps) and scored in {time.time() - t0:.0f} s")
+    return out
+
+
 def summarise(name: str, outs: list[FoldOutput], items: list[Item], folds_item: np.ndarray, plan: Any,
               resamples: int, seed: int) -> dict[str, Any]:
     """Per-view metrics with cross-fitted calibration (and, when present, the nested one)."""
@@ -377,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/fakereasoning-lofo"), help="feature cache folder")
     ap.add_argument("--views", default="native,jpeg95,jpeg75,resize0.5,web",
                     help="evaluation views of the lite0 entries (others: native and web only)")
+    ap.add_argument("--baselines", default="", help="trained baselines per fold: npr,cnnspot (default: none)")
+    ap.add_argument("--baseline-steps", type=int, default=400, help="training steps per fold of each trained baseline")
     ap.add_argument("--quick", action="store_true", help="a few hundred images, 100 resamples: a smoke run")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -403,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         items = [Item(n, *[getattr(items[i], f) for f in ("key", "label", "group", "source", "repo", "native", "first")])
                  for n, i in enumerate(keep)]
         args.resamples = min(args.resamples, 100)
-    plan, folds_item = fold_plan(examples, cfg.data.head_folds)
+    plan, folds_item = fold_plan(examples, cfg.data.head_folds, cfg.data.head_fold_parts)
     if plan.n_folds < 2:
         raise SystemExit("lofo: fewer than two modern families or real sources: no folds (build with --splits all)")
     work = args.work / ("quick" if args.quick else "full")
@@ -458,6 +498,13 @@ def main(argv: list[str] | None = None) -> int:
         entries.append(summarise(name, outs, items, folds_item, plan, args.resamples, args.seed))
         v = entries[-1].get("nested", entries[-1]["crossfit"]).get("native", {})
         log(f"{name}: native mean AUC {v.get('mean_auc', float('nan')):.3f}, bal. acc {v.get('mean_bal_acc', float('nan')):.3f}")
+
+    for kind in [k for k in args.baselines.split(",") if k]:
+        outs = trained_entry(kind, examples, items, folds_item, plan.n_folds,
+                             20 if args.quick else args.baseline_steps, work, log)
+        entries.append(summarise(kind, outs, items, folds_item, plan, args.resamples, args.seed))
+        v = entries[-1]["crossfit"].get("native", {})
+        log(f"{kind}: native mean AUC {v.get('mean_auc', float('nan')):.3f}, bal. acc {v.get('mean_bal_acc', float('nan')):.3f}")
 
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     res = {

@@ -53,6 +53,8 @@ class DataConfig:
     # the leave-family-out folds that choose its strength and give the out-of-fold logits it is calibrated on
     head_views: int = 2
     head_folds: int = 6
+    head_fold_parts: list[str] | None = None  # training parts whose families make the folds (None: all)
+    head_cache: str | None = None  # the features' .npz (default OUT/head_features.npz; bench/lofo.py's is reusable)
     num_workers: int = 0
 
 

@@ -55,9 +55,12 @@ def family_and_source(image: str) -> str:
     return ""
 
 
-def fold_plan(examples: list[TrainExample], n_folds: int) -> tuple[FoldPlan, np.ndarray]:
-    """The folds of the training images and each image's fold (-1: always in training)."""
-    groups = [family_and_source(e.image) for e in examples]
+def fold_plan(examples: list[TrainExample], n_folds: int, parts: list[str] | None = None
+              ) -> tuple[FoldPlan, np.ndarray]:
+    """The folds of the training images and each image's fold (-1: always in training). `parts`: the
+    training parts whose families are dealt into folds (None: all); images of other parts always train
+    (e.g. MMFR-Local's locally trained generators, which are not the transfer being measured)."""
+    groups = [family_and_source(e.image) if parts is None or e.set in parts else "" for e in examples]
     fakes = Counter(g for e, g in zip(examples, groups, strict=True) if e.label == "fake" and g)
     reals = Counter(g for e, g in zip(examples, groups, strict=True) if e.label == "real" and g)
     plan = plan_folds(fakes, reals, n_folds)
@@ -190,8 +193,14 @@ def fit_detection_head(model: Any, train: list[TrainExample], held: list[TrainEx
     """Stage 1: fit `model`'s detection head and its calibration; writes OUT/head.json, returns the report."""
     config = model.config
     extractor = StatisticsExtractor(config.semantic_net, net=model.backbone.semantic)
-    plan, folds_per_example = fold_plan(train, cfg.head_folds)
-    x, rows = extract(extractor, train, cfg, cfg.head_views, config.stats_crop, seed, out / FEATURES_FILE, progress)
+    everything = sorted({e.image: e for e in [*train, *held]}.values(), key=lambda e: e.image)
+    plan, folds_per_example = fold_plan(everything, cfg.head_folds, cfg.head_fold_parts)
+    if plan.n_folds >= 2:  # calibrated out of fold: the LM's held-out split is not needed here, so fit on all
+        train = everything
+    else:
+        plan, folds_per_example = fold_plan(train, cfg.head_folds, cfg.head_fold_parts)
+    cache = Path(cfg.head_cache) if cfg.head_cache else out / FEATURES_FILE
+    x, rows = extract(extractor, train, cfg, cfg.head_views, config.stats_crop, seed, cache, progress)
     if not len(x):
         raise FakeReasoningError("detection head: no training image could be read")
     y = np.array([train[i].label == "fake" for i in rows[:, 0]], dtype=int)
@@ -209,6 +218,7 @@ def fit_detection_head(model: Any, train: list[TrainExample], held: list[TrainEx
         head.weight.copy_(torch.from_numpy(result.head.weight).float()[None])
         head.bias.fill_(float(result.head.bias))
     model.config = config.replace(temperature=result.temperature, cpm_bias=result.bias)
-    report = {**result.report, "views": cfg.head_views, "net": config.semantic_net, "folds": plan.to_dict()}
+    report = {**result.report, "views": cfg.head_views, "net": config.semantic_net, "images": len(train),
+              "features": str(cache), "folds": plan.to_dict()}
     atomic_write_json(out / HEAD_REPORT, report)
     return report

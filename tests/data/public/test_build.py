@@ -276,6 +276,10 @@ def test_bad_manifest_row_names_file_and_line(tmp_path: Path) -> None:
                                                  "sdxl", "g", "art", "e", ""]) + "\n")
     with pytest.raises(DatasetError, match=r"m\.tsv:2: .*escapes"):
         read_manifest(path)
+    path.write_text(header + "\n" + "\t".join(["a/b", "0" * 40, "x.png", "0" * 64, "1", "1", "1", "real", "camera",
+                                                 "real", "g", "photo", "EXIF Model Canon\x00\x00", ""]) + "\n")
+    with pytest.raises(DatasetError, match=r"m\.tsv:2: evidence holds a control character"):
+        read_manifest(path)
 
 
 def test_packaged_manifest_is_complete() -> None:
@@ -285,7 +289,11 @@ def test_packaged_manifest_is_complete() -> None:
     assert {r.repo for r in rows} <= set(sources)
     assert all(r.evidence and r.group and r.family for r in rows)
     assert {r.label for r in rows} == {"real", "fake"}
-    assert all(sources[r].license for r in sources)
+    assert all(sources[r].license and sources[r].license_evidence and len(sources[r].commit) == 40 for r in sources)
+    reserved = Path(__file__).resolve().parents[4] / "shared" / "data" / "reserved_repos.txt"
+    if reserved.is_file():  # repositories reserved for independent evaluation are never a source
+        names = {ln.strip().lower() for ln in reserved.read_text().splitlines() if ln.strip() and not ln.startswith("#")}
+        assert not names & {r.lower() for r in sources}
 
 
 def test_packaged_reserved_list_matches_the_shared_one() -> None:
@@ -324,3 +332,54 @@ def test_taef2_weights_with_another_digest_are_refused(tmp_path: Path) -> None:
     torch.save(model.decoder.state_dict(), tmp_path / "taef2_decoder.pth")
     with pytest.raises(FakeReasoningError, match="taef2_encoder.pth: sha256 .* is not that of"):
         TAEF2.from_dir(tmp_path)
+
+
+def test_named_split_definitions_parse() -> None:
+    from fakereasoning.data.public.build import DEFAULT_SPLITS, NAMED_SPLITS, Splits, splits_path
+
+    assert splits_path("heldout") == DEFAULT_SPLITS
+    everything = Splits.read(splits_path("all"))
+    assert everything.held_out == {} and everything.calibration == {} and everything.recipe.rescale_prob > 0
+    assert set(NAMED_SPLITS) == {"all", "heldout"}
+    assert splits_path("x/custom.json") == Path("x/custom.json")
+
+
+def test_web_size_crops_are_planned_for_both_sizes_and_rendered_exactly() -> None:
+    import random
+
+    from fakereasoning.data.public.normalize import Recipe, plan_crops, render
+
+    recipe = Recipe(rescale_prob=1.0)
+    big = plan_crops(random.Random(0), 4000, 3000, 6, True, recipe)
+    assert len(big) == 6 and all(1024 <= round(4000 * p.scale) <= 1600 for p in big)
+    small = plan_crops(random.Random(0), 600, 600, 2, True, recipe)
+    assert all(257 / 600 <= p.scale <= 0.9 for p in small)
+    assert all(p.scale == 1.0 for p in plan_crops(random.Random(0), 280, 280, 2, True, recipe))  # no room
+    native = plan_crops(random.Random(0), 4000, 3000, 6, True, Recipe())
+    assert all(p.scale == 1.0 for p in native)
+    arr = np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    plan = big[0]
+    _, pixels = render(img, plan, Recipe(jpeg_prob=0.0))
+    w, h = max(1, round(4000 * plan.scale)), max(1, round(3000 * plan.scale))
+    whole = np.asarray(img.resize((w, h), Image.Resampling.LANCZOS).crop((plan.x, plan.y, plan.x + 256, plan.y + 256)))
+    if plan.jpeg is None:  # the box resample reads the same pixels as resampling the whole image
+        assert np.abs(pixels.astype(int) - whole.astype(int)).max() <= 1
+    assert pixels.shape == (256, 256, 3)
+
+
+def test_everything_build_trains_every_family_with_web_size_crops(snapshot: dict, tmp_path: Path) -> None:
+    base = snapshot["base"]
+    splits = json.loads((base / "splits.json").read_text())
+    splits.update({"held_out": {}, "calibration": {}, "eval_real_sources": [], "max_crops_per_fake": 3,
+                   "recipe": {"rescale_prob": 0.5}})
+    (tmp_path / "all.json").write_text(json.dumps(splits))
+    out = tmp_path / "all"
+    summary = build_public(out, mirror=snapshot["mirror"], manifest=base / "manifest.tsv", sources=base / "sources.json",
+                           splits=tmp_path / "all.json", reserved=base / "reserved.tsv", progress=False, log=lambda _m: None)
+    assert summary["counts"]["eval"] == 0 and summary["evaluation_sets"] == []
+    assert set(summary["train_fakes_by_family"]) == {"sdxl", "flux", "gemini", "midjourney"}
+    images = json.loads((out / "manifest.json").read_text())["images"]
+    scales = [im["scale"] for im in images]
+    assert any(s != 1.0 for s in scales) and any(s == 1.0 for s in scales)
+    assert all(Image.open(out / im["path"]).size == (256, 256) for im in images)

@@ -78,6 +78,9 @@ def _parse_row(raw: dict[str, str], where: str) -> ManifestRow:
             raise DatasetError(f"{where}: empty {name!r}")
         return value
 
+    for name, value in raw.items():
+        if value is not None and any(not ch.isprintable() for ch in str(value)):
+            raise DatasetError(f"{where}: {name} holds a control character")
     repo, commit, path, sha = need("repo"), need("commit").lower(), need("path"), need("sha256").lower()
     if not _REPO.match(repo):
         raise DatasetError(f"{where}: repo {repo!r} is not owner/name")

@@ -83,10 +83,13 @@ def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
 
 
 def _draw_scale(rng: random.Random, width: int, height: int, recipe: Recipe) -> float:
+    """A web-size factor; for smaller images drawn only from factors that still leave room for a crop."""
     long_side = max(width, height)
     if long_side > recipe.web_threshold:
         return rng.randint(*recipe.web_long_side) / long_side
-    return rng.uniform(*recipe.rescale_factor)
+    lo, hi = recipe.rescale_factor
+    lo = max(lo, (recipe.crop + 1) / min(width, height))
+    return rng.uniform(lo, hi) if lo <= hi else 1.0
 
 
 def plan_crops(rng: random.Random, width: int, height: int, count: int, lossy: bool, recipe: Recipe) -> list[CropPlan]:
