@@ -274,6 +274,168 @@ def trained_entry(kind: str, examples: list[Any], items: list[Item], folds_item:
     return out
 
 
+SPLIT_BLOCK = 10  # EfficientNet-Lite0: stages up to block 10 stay frozen; blocks 11-15 and the head conv train
+
+
+def stage_cache(examples: list[Any], cfg: Any, crop: int, views: int, path: Path, log: Any
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every view of every image (train.head.view_crop): the frozen activation after block SPLIT_BLOCK
+    (float16) and the statistics of the frozen levels before it. Cached in `path`."""
+    import torch
+
+    from fakereasoning.models.statistics import efficientnet, normalise, stage_ends
+    from fakereasoning.train.head import view_crop
+
+    if path.is_file():
+        with np.load(path) as d:
+            return d["acts"], d["early"], d["rows"]
+    net = efficientnet("lite0").eval()
+    ends = [e for e in stage_ends(net) if e <= SPLIT_BLOCK]
+    acts, early, rows = [], [], []
+    pending, prow = [], []
+    t0 = time.time()
+
+    def stats(t: torch.Tensor) -> torch.Tensor:
+        std, mean = torch.std_mean(t.float(), dim=(2, 3), correction=0)
+        return torch.cat([mean, std], dim=1)
+
+    @torch.no_grad()
+    def flush() -> None:
+        if not pending:
+            return
+        x = normalise(torch.cat(pending))
+        h = net._swish(net._bn0(net._conv_stem(x)))
+        st = [stats(h)]
+        for i, block in enumerate(net._blocks[: SPLIT_BLOCK + 1]):
+            h = block(h)
+            if i in ends:
+                st.append(stats(h))
+        acts.append(h.half().numpy())
+        early.append(torch.cat(st, 1).numpy())
+        rows.extend(prow)
+        pending.clear()
+        prow.clear()
+
+    for i, e in enumerate(examples):
+        for v in range(views):
+            t = view_crop(e, v, cfg, crop, 0)
+            if t is not None:
+                pending.append(t)
+                prow.append((i, v))
+            if len(pending) >= 32:
+                flush()
+        if i % 2000 == 0:
+            log(f"last-stage cache: {i}/{len(examples)} images ({time.time() - t0:.0f} s)")
+    flush()
+    out = (np.concatenate(acts), np.concatenate(early), np.array(rows, dtype=np.int64))
+    _save(path, acts=out[0], early=out[1], rows=out[2])
+    return out
+
+
+def finetune_entry(acts: np.ndarray, early: np.ndarray, rows: np.ndarray, items: list[Item], folds_item: np.ndarray,
+                   n_folds: int, epochs: float, log: Any) -> list[FoldOutput]:
+    """Fine-tuning the last stages: per fold, EfficientNet-Lite0's blocks after SPLIT_BLOCK and its head conv
+    (ImageNet init, BatchNorm statistics frozen) plus a linear read-out of every level's statistics, trained
+    with balanced BCE on the fold's training crops (from cached frozen activations), scored on its native
+    crops."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    from fakereasoning.models.statistics import efficientnet, stage_ends
+
+    base = efficientnet("lite0").eval()
+    ends = [e for e in stage_ends(base) if e > SPLIT_BLOCK]
+    y_rows = np.array([items[i].label for i in rows[:, 0]], dtype=np.float32)
+    fold_rows = folds_item[rows[:, 0]]
+
+    class Last(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = copy.deepcopy(base._blocks[SPLIT_BLOCK + 1 :])
+            self.conv_head, self.bn1, self.swish = copy.deepcopy(base._conv_head), copy.deepcopy(base._bn1), base._swish
+            dim = early.shape[1] + 2 * sum(b._project_conv.out_channels for i, b in enumerate(self.blocks)
+                                           if i + SPLIT_BLOCK + 1 in ends) + 2 * base._conv_head.out_channels
+            self.norm = nn.BatchNorm1d(dim, affine=False)
+            self.linear = nn.Linear(dim, 1)
+
+        def train(self, mode: bool = True) -> Last:
+            super().train(mode)
+            for m in self.modules():  # frozen BatchNorm statistics in the conv blocks
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+            return self
+
+        def forward(self, a: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+            def stats(t: torch.Tensor) -> torch.Tensor:
+                std, mean = torch.std_mean(t, dim=(2, 3), correction=0)
+                return torch.cat([mean, std], dim=1)
+
+            h, st = a, [e]
+            for i, block in enumerate(self.blocks):
+                h = block(h)
+                if i + SPLIT_BLOCK + 1 in ends:
+                    st.append(stats(h))
+            st.append(stats(self.swish(self.bn1(self.conv_head(h)))))
+            return self.linear(self.norm(torch.cat(st, 1))).squeeze(-1)
+
+    out = []
+    for k in range(n_folds):
+        t0 = time.time()
+        torch.manual_seed(k)
+        model = Last()
+        model.train()
+        tr = np.flatnonzero(fold_rows != k)
+        pos = float(y_rows[tr].mean())
+        weight = torch.tensor([0.5 / (1 - pos), 0.5 / pos])
+        opt = torch.optim.AdamW([{"params": [p for n, p in model.named_parameters() if not n.startswith("linear")], "lr": 1e-4},
+                                 {"params": model.linear.parameters(), "lr": 1e-3}], weight_decay=1e-4)
+        steps = int(epochs * len(tr) / 64)
+        rng = np.random.default_rng(k)
+        for step in range(steps):
+            b = rng.choice(tr, 64, replace=False)
+            a = torch.from_numpy(acts[b].astype(np.float32))
+            e = torch.from_numpy(early[b])
+            yb = torch.from_numpy(y_rows[b])
+            logit = model(a, e)
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logit, yb, reduction="none") * weight[yb.long()]).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 200 == 0:
+                log(f"last stages fold {k + 1}: step {step}/{steps} loss {float(loss):.3f}")
+        model.eval()
+        test = np.flatnonzero((fold_rows == k) & (rows[:, 1] == 0))
+        scores = []
+        with torch.no_grad():
+            for s in range(0, len(test), 256):
+                b = test[s : s + 256]
+                scores.append(model(torch.from_numpy(acts[b].astype(np.float32)), torch.from_numpy(early[b])).numpy())
+        logits = dict(zip(rows[test, 0].tolist(), np.concatenate(scores).tolist(), strict=True)) if len(test) else {}
+        out.append(FoldOutput({"native": logits}, {}, None, None))
+        log(f"fakereasoning-ft-last-stages: fold {k + 1}/{n_folds} trained ({steps} steps) in {time.time() - t0:.0f} s")
+    return out
+
+
+def fuse(a: list[FoldOutput], b: list[FoldOutput], items: list[Item]) -> list[FoldOutput]:
+    """Per fold k, a logistic fusion of two entries' native logits, its weights fitted on the other folds'
+    out-of-fold logits (cross-fitted, as the calibration)."""
+    from sklearn.linear_model import LogisticRegression
+
+    pairs = []
+    for fa, fb in zip(a, b, strict=True):
+        common = sorted(set(fa.logits.get("native", {})) & set(fb.logits.get("native", {})))
+        pairs.append((common, np.array([[fa.logits["native"][i], fb.logits["native"][i]] for i in common])))
+    out = []
+    for k, (common, x) in enumerate(pairs):
+        xs = np.concatenate([p[1] for j, p in enumerate(pairs) if j != k])
+        ys = np.array([items[i].label for j, p in enumerate(pairs) if j != k for i in p[0]])
+        model = LogisticRegression(C=1.0, max_iter=1000).fit(xs, ys)
+        out.append(FoldOutput({"native": dict(zip(common, model.decision_function(x).tolist(), strict=True))}, {}, None, None))
+    return out
+
+
 def summarise(name: str, outs: list[FoldOutput], items: list[Item], folds_item: np.ndarray, plan: Any,
               resamples: int, seed: int) -> dict[str, Any]:
     """Per-view metrics with cross-fitted calibration (and, when present, the nested one)."""
@@ -417,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="evaluation views of the lite0 entries (others: native and web only)")
     ap.add_argument("--baselines", default="", help="trained baselines per fold: npr,cnnspot (default: none)")
     ap.add_argument("--baseline-steps", type=int, default=400, help="training steps per fold of each trained baseline")
+    ap.add_argument("--finetune", type=float, default=0.0, metavar="EPOCHS",
+                    help="also fine-tune EfficientNet-Lite0's last stages per fold for EPOCHS (from cached activations)")
     ap.add_argument("--quick", action="store_true", help="a few hundred images, 100 resamples: a smoke run")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -493,8 +657,10 @@ def main(argv: list[str] | None = None) -> int:
             if np.array_equal(rows, rows0):
                 both = {v: {i: np.r_[views0[v][i], views[v][i]] for i in views[v] if i in views0.get(v, {})} for v in views}
                 runs.append((f"fakereasoning-lite0+{net}", np.c_[x0, x], rows0, both, {}, head_views, "head"))
+    fold_outputs: dict[str, list[FoldOutput]] = {}
     for name, x, rows, views, web, hv, kind in runs:
         outs = run_entry(name, x, rows, items, folds_item, plan.n_folds, views, web, hv, kind, log)
+        fold_outputs[name] = outs
         entries.append(summarise(name, outs, items, folds_item, plan, args.resamples, args.seed))
         v = entries[-1].get("nested", entries[-1]["crossfit"]).get("native", {})
         log(f"{name}: native mean AUC {v.get('mean_auc', float('nan')):.3f}, bal. acc {v.get('mean_bal_acc', float('nan')):.3f}")
@@ -502,9 +668,20 @@ def main(argv: list[str] | None = None) -> int:
     for kind in [k for k in args.baselines.split(",") if k]:
         outs = trained_entry(kind, examples, items, folds_item, plan.n_folds,
                              20 if args.quick else args.baseline_steps, work, log)
+        fold_outputs[kind] = outs
         entries.append(summarise(kind, outs, items, folds_item, plan, args.resamples, args.seed))
         v = entries[-1]["crossfit"].get("native", {})
         log(f"{kind}: native mean AUC {v.get('mean_auc', float('nan')):.3f}, bal. acc {v.get('mean_bal_acc', float('nan')):.3f}")
+    if args.finetune:
+        acts, early, frows = stage_cache(examples, cfg.data, crop, head_views, work / "last-stages-lite0.npz", log)
+        outs = finetune_entry(acts, early, frows, items, folds_item, plan.n_folds, 0.2 if args.quick else args.finetune, log)
+        fold_outputs["fakereasoning-ft-last-stages"] = outs
+        entries.append(summarise("fakereasoning-ft-last-stages", outs, items, folds_item, plan, args.resamples, args.seed))
+        outs = fuse(fold_outputs["fakereasoning"], outs, items)
+        entries.append(summarise("fakereasoning+ft-last-stages-fusion", outs, items, folds_item, plan, args.resamples, args.seed))
+    if "cnnspot" in fold_outputs:  # a fine-tuned branch fused with the frozen statistics' head
+        outs = fuse(fold_outputs["fakereasoning"], fold_outputs["cnnspot"], items)
+        entries.append(summarise("fakereasoning+cnnspot-fusion", outs, items, folds_item, plan, args.resamples, args.seed))
 
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     res = {

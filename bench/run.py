@@ -7,6 +7,12 @@ its calibration set (reported apart), native and with every image re-encoded at 
     .venv/bin/python bench/run.py --data /work/data/public [--reuse-default RUN_DIR] [--threads 2] [--jobs 1]
         [--local MMFR_LOCAL_ROOT] [--epochs E] [--only a,b] [--retrain] [--notes FILE]
     .venv/bin/python bench/run.py --data DATA --quick --threads 1     # minutes: a smoke run, not a result
+    .venv/bin/python bench/run.py --protocol lofo --data ALL_BUILD ...  # leave-family-out (bench/lofo.py)
+
+Two protocols: `heldout` (the default, this file: MMFR-Public built with `--splits heldout`, whole families held
+out as evaluation sets, every entry trained through the CLI) and `lofo` (bench/lofo.py: a build with
+`--splits all`, every modern family held out in turn, entries fitted on cached frozen features, trained
+baselines per fold).
 
 Entries (rows): fakereasoning-full / -fast (one trained model, `configs/tiny-public.toml`, scored in both
 modes), the ablations -no-facl, -no-cpm, -no-stats-prior, -with-forensic (each its own training run, the
@@ -487,6 +493,17 @@ def parse_lr(items: list[str]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--protocol" in argv:  # `--protocol lofo ...`: the leave-family-out protocol (bench/lofo.py), its options
+        i = argv.index("--protocol")
+        protocol = argv[i + 1] if i + 1 < len(argv) else ""
+        if protocol == "lofo":
+            import lofo
+
+            return lofo.main(argv[:i] + argv[i + 2 :])
+        if protocol != "heldout":
+            raise SystemExit(f"bench/run.py: --protocol must be heldout or lofo, got {protocol!r}")
+        argv = argv[:i] + argv[i + 2 :]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="MMFR-Public root (training data and held-out sets)")
     ap.add_argument("--local", type=Path, default=None, help="also evaluate on this MMFR-Local root's sets")
