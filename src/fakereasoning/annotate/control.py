@@ -184,7 +184,9 @@ def control_answer(text: Any, label: Label, finish_reason: str | None = None) ->
 def _control_tagged(text: str, label: Label) -> Controlled | None:
     """The output control for a tagged FDR answer (<REASONING> ... <CONCLUSION>), as our own `serve`
     returns; None when the text is not one, so the JSON skip reason stands."""
-    parsed = parse_cot(text)
+    from fakereasoning.evidence.findings import finding_forms
+
+    parsed = parse_cot(text, forms=finding_forms)  # our serve writes the release format: no names in the text
     if not parsed.ok:
         return None
     if parsed.label != label:

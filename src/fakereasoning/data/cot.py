@@ -113,7 +113,9 @@ def conversation_to_record(entry: Any) -> ConversationRecord:
     )
     if not isinstance(answer, str):
         raise ValueError(f"conversation for {image!r} has no 'gpt' answer")
-    parsed = parse_cot(answer)
+    from fakereasoning.evidence.findings import finding_forms
+
+    parsed = parse_cot(answer, forms=finding_forms)  # release-format answers name no attribute
     return ConversationRecord(
         image=image, label=parsed.label, caption=parsed.caption, attributes=parsed.attributes, answer=answer
     )
