@@ -14,11 +14,11 @@ import pickle
 import shutil
 from pathlib import Path
 
+import mof_factory as mf
 import pytest
 import torch
 import torch.nn.functional as F
 
-import mof_factory as mf
 from fakereasoning import schema
 from fakereasoning.models import FakeReasoning
 from fakereasoning.models.config import ModelConfigError

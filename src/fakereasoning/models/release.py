@@ -421,12 +421,11 @@ def import_release(src: str | os.PathLike[str], clip: str | os.PathLike[str], di
                    precision: str = "bfloat16", model_id: str = "fakereasoning-release-mof") -> ImportReport:
     """Convert the release (see the module docstring). Returns the report also written to OUT."""
     from safetensors.torch import save_file
+    from transformers.utils import logging as hf_logging
 
     from fakereasoning import schema
     from fakereasoning.models.config import CONFIG_NAME, WEIGHTS_NAME, FakeReasoningConfig, ModelConfigError
     from fakereasoning.models.mof import mof_tokenizer
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # our report says what was used and dropped
     src_dir, clip_dir, dino_path = Path(src), Path(clip), Path(dino)
