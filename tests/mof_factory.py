@@ -56,12 +56,22 @@ def llama_config(vocab: int, tok: Any) -> Any:
 
 def make_clip(folder: Path) -> Path:
     """A tiny full CLIP (text + vision), saved as a user downloads one, with its preprocessor config."""
-    from transformers import CLIPConfig, CLIPModel
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = list("abcdefghijklmnopqrstuvwxyz0123456789.,:;-()%+x")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in symbols:
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(ch + "</w>", len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
     torch.manual_seed(1)
     cfg = CLIPConfig(
         text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=99, max_position_embeddings=16),
+                         vocab_size=len(vocab), max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1),
         vision_config=dict(hidden_size=CLIP_WIDTH, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
                            image_size=IMAGE, patch_size=PATCH),
         projection_dim=8)

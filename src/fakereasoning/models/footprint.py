@@ -24,6 +24,7 @@ from fakereasoning.models.config import WEIGHTS_NAME, FakeReasoningConfig
 _DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
 _WIDTH = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 2.0, "int4": 2.0}
 _QUANT_WIDTH = {"int8": 1.0 + 1 / 64, "int4": 0.5 + 1 / 64}  # weights + per-row / per-block scales
+_CLIP_UNUSED = ("text_model.", "text_projection", "visual_projection", "logit_scale")
 _QUANTIZED = re.compile(r"(^|\.)layers\.\d+\..*(q|k|v|o|gate|up|down)_proj\.weight$")
 
 
@@ -99,7 +100,8 @@ def describe_files(model_dir: str | Path) -> Footprint:
         lm_shapes = _shapes(lm_dir)
         fp.parts["lm"] = _numel(lm_shapes)
         fp.quantizable = _numel(lm_shapes, lambda k: bool(_QUANTIZED.search(k)))
-        fp.parts["clip"] = _numel(_shapes(clip_dir))
+        # a full CLIP folder also holds the text tower and projections, which the vision model never loads
+        fp.parts["clip"] = _numel(_shapes(clip_dir), lambda k: not k.startswith(_CLIP_UNUSED))
         fp.parts["dino"] = _numel(_shapes(dino_dir))
         clip_cfg = _json(clip_dir / "config.json")
         clip_cfg = clip_cfg.get("vision_config", clip_cfg)
