@@ -170,6 +170,12 @@ def test_import_writes_safetensors_and_json_only_and_says_what_it_mapped(importe
     cfg = json.loads((imported / "config.json").read_text())
     assert (cfg["base_model"], cfg["clip_model"], cfg["dino_model"]) == ("lm", "clip", "dino")  # relocatable
     assert cfg["lora_r"] == mf.LORA_R and cfg["prompt_template"] == schema.RELEASE_PROMPT_TEMPLATE
+    from safetensors.torch import load_file
+
+    index = json.loads((imported / "lm" / "model.safetensors.index.json").read_text())
+    shards = [load_file(str(imported / "lm" / name)) for name in sorted(set(index["weight_map"].values()))]
+    assert sorted(index["weight_map"]) == sorted(k for shard in shards for k in shard)
+    assert index["metadata"]["total_size"] == sum(t.numel() * t.element_size() for s in shards for t in s.values())
 
 
 def test_import_reads_pickles_only_with_weights_only(release, tmp_path, monkeypatch) -> None:

@@ -340,25 +340,26 @@ def _iter_release(files: list[Path], report: ImportReport) -> Iterator[tuple[Pat
 
 
 def _write_lm(files: list[Path], overrides: dict[str, torch.Tensor], trained: dict[str, torch.Tensor],
-              config: Any, out: Path, report: ImportReport, source_of: dict[str, Path]) -> None:
+              config: Any, out: Path, report: ImportReport) -> None:
     """Stream the release's full-model shards: LM weights go to OUT (safetensors shards + index), the
     trained parts they hold are kept unless the LoRA folder's non-LoRA file gave them, encoder copies are
-    dropped with their reason, unknown keys stop the import."""
+    dropped with their reason, unknown keys stop the import. A written shard is let go (a 13B model
+    does not fit in memory twice)."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
     shard: dict[str, torch.Tensor] = {}
-    shards: list[dict[str, torch.Tensor]] = []
-    size = 0
+    shards = size = total = 0
 
     def flush() -> None:
-        nonlocal shard, size
+        nonlocal shard, size, shards, total
         if shard:
-            shards.append(shard)
-            name = f"model-part-{len(shards):05d}.safetensors"
+            shards += 1
+            name = f"model-part-{shards:05d}.safetensors"
             save_file({k: v.contiguous() for k, v in shard.items()}, str(out / name), metadata={"format": "pt"})
             written.update(dict.fromkeys(shard, name))
+            total += sum(v.numel() * v.element_size() for v in shard.values())
         shard, size = {}, 0
 
     for path, state in _iter_release(files, report):
@@ -371,7 +372,7 @@ def _write_lm(files: list[Path], overrides: dict[str, torch.Tensor], trained: di
                 report.drop(next(p for p in (*_DROPPED, key) if key.startswith(p)), target)
             elif part == "trained":
                 if target not in trained:  # the non-LoRA file, when there is one, supersedes the base
-                    trained[target], source_of[target] = value, path
+                    trained[target] = value
                 report.count("trained")
             else:
                 shard[target] = overrides.pop(target, value)
@@ -388,7 +389,6 @@ def _write_lm(files: list[Path], overrides: dict[str, torch.Tensor], trained: di
     if missing:
         raise ReleaseImportError(f"{files[0].parent}: the language model weights lack {missing[:3]}"
                                  + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
-    total = sum(v.numel() * v.element_size() for s in shards for v in s.values())
     atomic_write_json(out / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": written})
     config.save_pretrained(str(out))
 
@@ -440,7 +440,6 @@ def import_release(src: str | os.PathLike[str], clip: str | os.PathLike[str], di
                                  "is not the release's mlp2x_gelu")
     report = ImportReport()
     trained: dict[str, torch.Tensor] = {}
-    source_of: dict[str, Path] = {}
     lm_overrides: dict[str, torch.Tensor] = {}
     lora: dict[str, Any] = {"lora_r": 0}
     if (src_dir / LORA_CONFIG).is_file():
@@ -463,7 +462,7 @@ def import_release(src: str | os.PathLike[str], clip: str | os.PathLike[str], di
                 raise _unknown(key, src_dir / NON_LORA)
             part, target = mapped
             if part == "trained":
-                trained[target], source_of[target] = value, src_dir / NON_LORA
+                trained[target] = value
             elif part == "lm":
                 lm_overrides[target] = value
             else:
@@ -481,7 +480,7 @@ def import_release(src: str | os.PathLike[str], clip: str | os.PathLike[str], di
     lm_config = _lm_config(release, src_dir)
     target = Path(out)
     with staged_dir(target) as tmp:
-        _write_lm(files, lm_overrides, trained, lm_config, tmp / "lm", report, source_of)
+        _write_lm(files, lm_overrides, trained, lm_config, tmp / "lm", report)
         fusion = _fusion_shapes(trained, int(lm_config.hidden_size), src_dir)
         image_size = convert_clip(clip_dir, tmp / "clip", report)
         convert_dino(dino_path, image_size, tmp / "dino", report)
