@@ -60,6 +60,17 @@ def test_model_info_estimate_is_within_10_percent_of_the_measured_peak(models, w
     assert "parameters" in capsys.readouterr().out
 
 
+def test_model_info_names_a_broken_config(models, tmp_path, capsys) -> None:
+    import shutil
+
+    copy = tmp_path / "imported"
+    shutil.copytree(models["imported"], copy)  # its checkpoints are relative to the folder: the copy reads its own
+    (copy / "dino" / "config.json").write_text("{not json", encoding="utf-8")
+    assert main(["model", "info", str(copy)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(copy / "dino" / "config.json") in err
+
+
 @pytest.mark.parametrize("which", ["imported", "fresh"])
 def test_detect_evaluate_and_serve(models, data, which, tmp_path, capsys) -> None:
     model_dir = models[which]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from fakereasoning.cli._args import positive_int
+from fakereasoning.models.config import PRECISIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="DINOv2 ViT-L/14 hub weights (dinov2_vitl14_pretrain.pth) or a Hugging Face DINOv2 folder")
     imp.add_argument("--out", type=Path, required=True, help="the model folder to write")
     imp.add_argument("--base", type=Path, default=None, help="a LoRA release: the base (MoF) model folder")
-    imp.add_argument("--precision", choices=("bfloat16", "float16", "float32", "int8", "int4"), default="bfloat16",
+    imp.add_argument("--precision", choices=PRECISIONS, default="bfloat16",
                      help="how the model loads by default (int8/int4: CUDA + the [gpu] extra)")
     imp.set_defaults(handler=cmd_import)
     inf = msub.add_parser("info", help="parameters per part and the memory each precision needs",

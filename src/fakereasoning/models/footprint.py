@@ -19,9 +19,8 @@ from typing import Any
 import torch
 
 from fakereasoning.models.config import PRECISIONS as PRECISIONS
-from fakereasoning.models.config import WEIGHTS_NAME, FakeReasoningConfig
+from fakereasoning.models.config import WEIGHTS_NAME, FakeReasoningConfig, ModelConfigError
 
-_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
 _WIDTH = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 2.0, "int4": 2.0}
 _QUANT_WIDTH = {"int8": 1.0 + 1 / 64, "int4": 0.5 + 1 / 64}  # weights + per-row / per-block scales
 _CLIP_UNUSED = ("text_model.", "text_projection", "visual_projection", "logit_scale")
@@ -68,7 +67,14 @@ def _numel(shapes: dict[str, tuple[int, ...]], keep: Callable[[str], bool] = lam
 
 
 def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A checkpoint's JSON config; a missing or broken one is a one-line error naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelConfigError(f"{path}: cannot read this JSON config ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"{path}: expected a JSON object")
+    return data
 
 
 def _encoder(cfg: dict[str, Any], image: int, attentions: bool) -> dict[str, int]:
