@@ -126,7 +126,7 @@ def test_round_trip(answer: tuple[str, dict[str, str], str]) -> None:
     by_text = {t: n for n, t in findings_.items()}
     mapped = parse_cot(format_cot(label, attrs, caption),  # type: ignore[arg-type]
                        forms=lambda section, _label: {by_text[t]: t for t in by_text if t in section})
-    assert set(mapped.attributes) <= set(findings_)
+    assert mapped.attributes == {n: findings_[n] for n in mapped.attributes}  # each finding to its own attribute
     assert parsed.caption == clean_inline(caption)
 
 
