@@ -13,6 +13,8 @@ from fakereasoning.schema import (
     ATTRIBUTES_OF_LABEL,
     AUTHENTIC_ATTRIBUTES,
     FORGERY_ATTRIBUTES,
+    NO_HIGH_LEVEL_FINDING,
+    NO_LOW_LEVEL_FINDING,
     TAGS,
     VERDICT_SCHEMA,
     Verdict,
@@ -22,7 +24,9 @@ from fakereasoning.schema import (
     conclusion_text,
     fast_answer,
     format_cot,
+    is_low_level,
     parse_cot,
+    prefixed_finding,
     reference_text,
 )
 
@@ -43,8 +47,10 @@ def test_released_shape() -> None:
         "A hand holding a cup.",
     )
     assert text.startswith("<SUMMARY> I will determine if the image is real or fake")
-    assert "<REASONING> From low-level perspective: Anomalous Image Texture: the residual repeats every 2 pixels." in text
-    assert "From high-level perspective: Semantic Irrationality: six fingers. Therefore, this image is fake. </REASONING>" in text
+    # the release format: findings as plain sentences, no attribute names inside the reasoning
+    assert "<REASONING> From low-level perspective: the residual repeats every 2 pixels." in text
+    assert "From high-level perspective: six fingers. Therefore, this image is fake. </REASONING>" in text
+    assert not any(name in text for name in ATTRIBUTES)
     assert text.endswith("<CONCLUSION> This image is fake. </CONCLUSION>")
     parsed = parse_cot(text)
     assert parsed.ok and parsed.label == "fake" and parsed.reasoning_label == "fake" and parsed.consistent
@@ -55,12 +61,36 @@ def test_released_shape() -> None:
 def test_findings_follow_the_reference_order() -> None:
     """Within a perspective, findings come in sorted attribute-name order, the order in which the released
     evaluator joins a reference: a reasoning stating the reference's findings lines up with it."""
-    attrs = {"Smooth and Natural Image Edges": "e", "Consistent Lighting and Shadows": "l",
-             "Natural and Consistent Image Texture": "t", "High Image Quality": "q"}
+    attrs = {"Smooth and Natural Image Edges": "edges", "Consistent Lighting and Shadows": "light",
+             "Natural and Consistent Image Texture": "texture", "High Image Quality": "quality"}
     reasoning = parse_cot(format_cot("real", attrs, "")).reasoning or ""
-    positions = [reasoning.index(name) for name in sorted(attrs)]
+    positions = [reasoning.index(attrs[name]) for name in sorted(attrs)]
     assert positions == sorted(positions)
-    assert reference_text(attrs) == "l q t e"
+    assert reference_text(attrs) == "light quality texture edges"
+    assert parse_cot(format_cot("real", attrs, "")).low_level == "light. quality. texture. edges."
+
+
+def test_prefixed_answers_still_parse() -> None:
+    """Answers written before the release format (and annotators) name each finding's attribute."""
+    text = ("<REASONING> From low-level perspective: Low Image Quality: blocky. From high-level perspective: "
+            "Semantic Irrationality: six fingers. Therefore, this image is fake. </REASONING> "
+            "<CONCLUSION> This image is fake. </CONCLUSION>")
+    assert parse_cot(text).attributes == {"Low Image Quality": "blocky.", "Semantic Irrationality": "six fingers."}
+    assert prefixed_finding("Low Image Quality", "blocky") == "Low Image Quality: blocky."
+
+
+def test_findings_map_back_through_known_forms() -> None:
+    """The parser gives each sentence to the attribute whose known form it fits (and nothing else), the
+    verdict's kind first: the hedge is worded alike for fakes and reals."""
+    def forms(section: str, label: str | None) -> dict[str, str]:
+        known = {"blocky.": "Low Image Quality", "undecided.": "Anomalous Image Texture" if label == "fake"
+                 else "Natural and Consistent Image Texture"}
+        return {known[s]: s for s in section.split(" ") if s in known}
+
+    for label, attribute in (("fake", "Anomalous Image Texture"), ("real", "Natural and Consistent Image Texture")):
+        text = format_cot(label, {attribute: "undecided", "Semantic Irrationality": "odd"}, "")  # type: ignore[arg-type]
+        assert parse_cot(text).attributes == {}
+        assert parse_cot(text, forms=forms).attributes == {attribute: "undecided."}
 
 
 def test_fast_answer_is_only_the_conclusion() -> None:
@@ -87,8 +117,16 @@ def test_round_trip(answer: tuple[str, dict[str, str], str]) -> None:
     parsed = parse_cot(format_cot(label, attrs, caption))  # type: ignore[arg-type]
     assert parsed.ok
     assert parsed.label == label and parsed.reasoning_label == label
-    expected = {n: clean_finding(t) for n, t in attrs.items() if clean_finding(t)}
-    assert parsed.attributes == expected
+    findings_ = {n: clean_finding(t) for n, t in attrs.items() if clean_finding(t)}
+    low = " ".join(findings_[n] for n in sorted(findings_) if is_low_level(n))
+    high = " ".join(findings_[n] for n in sorted(findings_) if not is_low_level(n))
+    assert parsed.low_level == (low or NO_LOW_LEVEL_FINDING)
+    assert parsed.high_level == (high or NO_HIGH_LEVEL_FINDING)
+    assert parsed.attributes == {}  # the release format names no attribute; no forms were given
+    by_text = {t: n for n, t in findings_.items()}
+    mapped = parse_cot(format_cot(label, attrs, caption),  # type: ignore[arg-type]
+                       forms=lambda section, _label: {by_text[t]: t for t in by_text if t in section})
+    assert mapped.attributes == {n: findings_[n] for n in mapped.attributes}  # each finding to its own attribute
     assert parsed.caption == clean_inline(caption)
 
 
@@ -163,6 +201,7 @@ def test_verdict_json_form() -> None:
 
 def test_verdict_from_answer_uses_probability() -> None:
     text = format_cot("fake", {"Low Image Quality": "blocky"}, "cap")
-    v = Verdict.from_answer("x.png", 0.7, text, model_id="m")
-    assert v.label == "fake" and v.attributes == {"Low Image Quality": "blocky."} and v.caption == "cap"
+    v = Verdict.from_answer("x.png", 0.7, text, model_id="m", attributes={"Low Image Quality": "blocky"})
+    assert v.label == "fake" and v.attributes == {"Low Image Quality": "blocky"} and v.caption == "cap"
+    assert Verdict.from_answer("x.png", 0.7, text).attributes == {}  # the text alone does not name them
     assert Verdict.from_answer("x.png", 0.2).label == "real"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -63,6 +63,12 @@ PROMPT_FULL = (
     "'this image is real' or 'this image is fake'."
 )
 PROMPT_FAST = "Is this image real or fake? Answer directly."
+# The conversation the release trains and answers in (LLaVA's "v1" / vicuna_v1 template, system line
+# included); a model config's `prompt_template` ({image} and {prompt} are filled in).
+RELEASE_PROMPT_TEMPLATE = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions. USER: {image}\n{prompt} ASSISTANT:"
+)
 EVIDENCE_OPEN, EVIDENCE_CLOSE = "<EVIDENCE>", "</EVIDENCE>"
 
 
@@ -154,21 +160,29 @@ def clean_finding(text: str) -> str:
 
 
 def format_reasoning(attributes: Mapping[str, str | None], label: Label) -> str:
-    """Reasoning in the released shape, each finding prefixed by its attribute name so it can be parsed back.
+    """Reasoning in the released shape: findings as plain sentences, no attribute names inside them.
 
     Within each perspective, attributes are written in sorted name order, the order in which the released
     evaluator joins a reference's attribute texts, so a reasoning and its reference line up (ROUGE-L is an
-    in-order measure); null texts are left out.
+    in-order measure); null texts are left out. Which attribute each sentence states is not in the text:
+    a `Verdict` keeps that mapping in `attributes`, and `parse_cot(text, forms)` recovers it for findings
+    of known forms (`evidence.findings.finding_forms`).
     """
     low: list[str] = []
     high: list[str] = []
     for name in sorted(ATTRIBUTES):
         finding = clean_finding(attributes.get(name) or "")
         if finding:
-            (low if is_low_level(name) else high).append(f"{name}: {finding}")
+            (low if is_low_level(name) else high).append(finding)
     low_text = " ".join(low) or NO_LOW_LEVEL_FINDING
     high_text = " ".join(high) or NO_HIGH_LEVEL_FINDING
     return f"{LOW_LEVEL_LEAD} {low_text} {HIGH_LEVEL_LEAD} {high_text} {THEREFORE_LEAD} {label}."
+
+
+def prefixed_finding(attribute: str, text: str) -> str:
+    """A finding with its attribute name in front (`Name: text`): the form answers had before the release
+    format, which models trained on it (config `finding_prefix`) still read while they choose findings."""
+    return f"{attribute}: {clean_finding(text)}"
 
 
 def format_cot(
@@ -245,8 +259,14 @@ def _label_of(match: re.Match[str] | None) -> Label | None:
     return "fake" if word == "fake" else "real"
 
 
+# Maps a perspective's text (the findings after "From low-level perspective:") and the answer's verdict to
+# {attribute: finding} for the findings whose form it knows (a layer above: evidence.findings.finding_forms).
+FindingForms = Callable[[str, "Label | None"], dict[str, str]]
+
+
 def parse_attributes(reasoning: str) -> dict[str, str]:
-    """Split reasoning text into `{attribute name: finding}` where findings are prefixed `Name:`."""
+    """Split reasoning text into `{attribute name: finding}` where findings are prefixed `Name:` (answers
+    written before the release format, and annotators that name their attributes)."""
     found: dict[str, str] = {}
     matches = [m for m in _ATTR_PATTERN.finditer(reasoning) if reasoning[m.end() : m.end() + 1] == ":"]
     for i, m in enumerate(matches):
@@ -262,8 +282,11 @@ def parse_attributes(reasoning: str) -> dict[str, str]:
     return found
 
 
-def parse_cot(text: Any) -> ParsedAnswer:
-    """Parse a tagged answer. Never raises: anything unusable is reported in `missing`."""
+def parse_cot(text: Any, forms: FindingForms | None = None) -> ParsedAnswer:
+    """Parse a tagged answer. Never raises: anything unusable is reported in `missing`.
+
+    Attributes: `Name: finding` prefixes where the text has them; else, with `forms`, the findings of each
+    perspective that `forms` recognises (the release format names no attribute in its sentences)."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     text = text[:MAX_PARSE_CHARS]
@@ -288,6 +311,15 @@ def parse_cot(text: Any) -> ParsedAnswer:
         if high_at != -1:
             out.high_level = reasoning[high_at + len(HIGH_LEVEL_LEAD) : max(end, high_at)].strip() or None
         out.attributes = parse_attributes(reasoning)
+        if not out.attributes and forms is not None:
+            for section in (out.low_level, out.high_level):
+                if section and section not in (NO_LOW_LEVEL_FINDING, NO_HIGH_LEVEL_FINDING):
+                    try:
+                        found = forms(section, out.label or out.reasoning_label)
+                    except Exception:  # a matcher must not make parsing raise on model output
+                        found = {}
+                    for name, finding in found.items():
+                        out.attributes.setdefault(name, finding)
     return out
 
 
@@ -348,14 +380,17 @@ class Verdict:
         threshold: float = 0.5,
         measurements: dict[str, float] | None = None,
         crops: int | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> Verdict:
-        """Build a verdict from a probability and (optionally) a generated tagged answer."""
+        """Build a verdict from a probability and (optionally) a generated tagged answer. `attributes`: which
+        attribute each stated finding is (the model knows it; the release format's text does not say it);
+        None: parsed from `Name:` prefixes where the text has them."""
         parsed = parse_cot(text or "")
         return cls(
             image=image,
             label="fake" if prob_fake >= threshold else "real",
             prob_fake=prob_fake,
-            attributes=dict(parsed.attributes),
+            attributes=dict(parsed.attributes if attributes is None else attributes),
             caption=parsed.caption,
             reasoning=parsed.reasoning,
             raw_text=text,

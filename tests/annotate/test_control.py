@@ -80,14 +80,15 @@ def test_key_spelling_variants_are_accepted() -> None:
 
 
 def test_tagged_fdr_answer_from_our_serve_is_controlled_too() -> None:
-    attrs = {
-        "Irregular Image Edges": "The hair dissolves into the background.",
-        "Semantic Irrationality": None,
-    }
+    # our serve writes the release format (no attribute names); its findings have known forms
+    edges = "edges follow a 2-pixel grid: pixel differences inside 2x2 cells are 7% stronger"
+    attrs = {"Irregular Image Edges": edges, "Semantic Irrationality": None}
     text = format_cot("fake", attrs, "A portrait.")
     out = control_answer(text, "fake")
     assert out.kept
-    assert out.attributes == {n: attrs.get(n) for n in FORGERY_ATTRIBUTES}
+    assert out.attributes == {n: (edges + "." if n == "Irregular Image Edges" else None) for n in FORGERY_ATTRIBUTES}
+    free = format_cot("fake", {"Irregular Image Edges": "The hair dissolves into the background."}, "A portrait.")
+    assert control_answer(free, "fake").reason == R_NO_ATTRIBUTES  # free text names no attribute
     assert control_answer(text, "real").reason == R_MISMATCH
     no_findings = format_cot("fake", {}, "A portrait.")
     assert control_answer(no_findings, "fake").reason == R_NO_ATTRIBUTES

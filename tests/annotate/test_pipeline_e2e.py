@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fakereasoning.cli import main
-from fakereasoning.schema import ATTRIBUTES_OF_LABEL, parse_cot
+from fakereasoning.schema import ATTRIBUTES_OF_LABEL, clean_finding, parse_cot
 
 from .conftest import FakeVLM, make_set
 
@@ -101,7 +101,8 @@ def test_annotate_a_dataset_end_to_end(
     for conv in conversations:
         parsed = parse_cot(conv["conversations"][-1]["value"])
         assert parsed.label == ("real" if "/0_real/" in conv["image"] else "fake")
-        assert parsed.attributes == {k: v for k, v in part[conv["image"]].items() if v}
+        # the release format states each finding without its attribute name
+        assert all(clean_finding(v) in (parsed.reasoning or "") for v in part[conv["image"]].values() if v)
     rc, out, _ = _run(capsys, "data", "validate", str(root), "--json")
     assert rc == 0 and json.loads(out)["train"]["conversations"] == 4
 

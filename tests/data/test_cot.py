@@ -9,7 +9,7 @@ from mmfr_factory import released_layout
 
 from fakereasoning.data.cot import build_conversations, conversation_to_record, write_cot
 from fakereasoning.data.mmfr import scan
-from fakereasoning.schema import IMAGE_TOKEN, PROMPT_FULL, clean_finding
+from fakereasoning.schema import IMAGE_TOKEN, PROMPT_FULL
 
 
 def test_conversations_in_released_format_and_back(tmp_path: Path) -> None:
@@ -24,15 +24,14 @@ def test_conversations_in_released_format_and_back(tmp_path: Path) -> None:
     assert human == {"from": "human", "value": f"{IMAGE_TOKEN}\n{PROMPT_FULL}"}
     answer = gpt["value"]
     assert "<CAPTION> A quiet street at dusk. </CAPTION>" in answer
-    assert "From low-level perspective: High Image Quality: sharp." in answer
-    assert "From high-level perspective: Semantic Rationality: a normal street." in answer
+    assert "From low-level perspective: sharp." in answer  # the release format: no attribute names
+    assert "From high-level perspective: a normal street." in answer
     assert "Therefore, this image is real. </REASONING> <CONCLUSION> This image is real. </CONCLUSION>" in answer
     for conv in convs:
         back = conversation_to_record(conv)
         record = index.by_key()[back.image]
         assert back.label == record.label
-        expected = {k: clean_finding(v) for k, v in (record.attributes or {}).items() if v}
-        assert back.attributes == expected
+        assert back.attributes == {}  # free-text findings of no known form name no attribute
     out = tmp_path / "cot.json"
     assert write_cot(root, out) == 5
     assert json.loads(out.read_text()) == convs

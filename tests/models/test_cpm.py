@@ -86,12 +86,16 @@ def test_model_cpm_matches_lm_logits_and_masks(tiny_model, images):
 
 
 def test_cpm_loss_decreases_when_optimised_alone(tiny_model, images):
+    # The trainer's learning rate (optim.lr = 3e-4). At 3e-3 plain Adam overshoots on this random tiny model
+    # for about a third of the random draws (main included): within a step the verdict slot stops
+    # reading the image, every sample gets the same margin and the loss sticks at ln 2; which draws do
+    # depends on the tokenizer's merges, so any change to the schema texts reshuffles them.
     torch.manual_seed(0)
     batch = tiny_model.collate([(im, lab, None, "fast") for im, lab, _, _ in make_samples(images[:4])])
     params = [p for p in tiny_model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=3e-3)
+    opt = torch.optim.Adam(params, lr=3e-4)
     losses = []
-    for _ in range(20):
+    for _ in range(40):
         out = tiny_model(batch)
         opt.zero_grad()
         out.cpm_loss.backward()

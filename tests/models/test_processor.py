@@ -91,3 +91,14 @@ def test_truncation_drops_slot(tiny_tokenizer, images):
     model = FakeReasoning.build("tiny", tokenizer=tiny_tokenizer, **{**TINY_KW, "max_length": 60})
     batch = model.collate(make_samples(images[:2])[1:2])
     assert batch["input_ids"].shape[1] == 60 and batch["slots"].item() == -1
+
+
+def test_facl_attributes_come_from_release_format_answers(tiny_model, images):
+    # the release format names no attribute: FACL's weighting reads findings of known forms back
+    edges = "edges follow a 2-pixel grid: pixel differences inside 2x2 cells are 7% stronger"
+    known = schema.format_cot("fake", {"Irregular Image Edges": edges}, "a portrait")
+    free = schema.format_cot("fake", {"Irregular Image Edges": "the hair dissolves into the background"}, "")
+    assert "Irregular Image Edges" not in known
+    batch = tiny_model.collate([(images[1], "fake", known, "full"), (images[1], "fake", free, "full"),
+                                (images[1], "fake", known, "fast")])
+    assert batch["attributes"] == [frozenset({"Irregular Image Edges"}), frozenset(), frozenset()]

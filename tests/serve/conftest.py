@@ -49,7 +49,8 @@ class StubDetector:
                          for i, name in enumerate(ATTRIBUTES_OF_LABEL[label][:3])}
                 text = (fast_answer(label) if mode == "fast"
                         else format_cot(label, attrs, f"a flat test image of {image.width}x{image.height}"))
-                out.append(Verdict.from_answer("stub", prob, text, model_id=self.model_id))
+                out.append(Verdict.from_answer("stub", prob, text, model_id=self.model_id,
+                                                  attributes=None if mode == "fast" else attrs))
             return out
         finally:
             with self.lock:

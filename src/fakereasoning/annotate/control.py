@@ -25,7 +25,7 @@ from typing import Any
 
 from fakereasoning.annotate.batch import AnnotateError, label_of_key
 from fakereasoning.fsio import UnsafePathError, check_relative
-from fakereasoning.schema import ATTRIBUTES_OF_LABEL, LABELS, Label, parse_cot
+from fakereasoning.schema import ATTRIBUTES_OF_LABEL, LABELS, Label
 
 MAX_ANSWER_CHARS = (
     20_000  # a 300-token answer is ~1,500 characters; more is not an answer, and parsing stays cheap
@@ -184,7 +184,9 @@ def control_answer(text: Any, label: Label, finish_reason: str | None = None) ->
 def _control_tagged(text: str, label: Label) -> Controlled | None:
     """The output control for a tagged FDR answer (<REASONING> ... <CONCLUSION>), as our own `serve`
     returns; None when the text is not one, so the JSON skip reason stands."""
-    parsed = parse_cot(text)
+    from fakereasoning.evidence.findings import parse_answer
+
+    parsed = parse_answer(text)  # our serve writes the release format: no names in the text
     if not parsed.ok:
         return None
     if parsed.label != label:

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fakereasoning.cli.annotate",
     "fakereasoning.cli.serve",
     "fakereasoning.cli.baseline",
+    "fakereasoning.cli.model",
 )
 
 

@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="jpeg:75 | resize:0.5 | blur:1.0 | noise:0.02 (repeat to compose)")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--max-new-tokens", type=positive_int, default=512, help="full mode: generation budget")
-    p.add_argument("--css-encoder", default="minilm", help="minilm (offline default) or clip:PATH")
+    p.add_argument("--css-encoder", default="minilm", metavar="DIR|minilm",
+                   help="a local CLIP checkpoint folder (the paper's CSS: CLIP ViT-L/14 text features; also clip:PATH), "
+                        "or minilm (offline default, labelled as such in the report)")
     p.add_argument("--device", default=None)
     add_crops_option(p)
     add_layout_options(p)

@@ -10,7 +10,7 @@ from typing import Any
 from fakereasoning.data.mmfr import COT_FILE, EVAL_DIR, ImageRecord, MMFRIndex, Problem, scan
 from fakereasoning.errors import FakeReasoningError
 from fakereasoning.fsio import atomic_write_json, check_relative, parse_json, read_text_file
-from fakereasoning.schema import IMAGE_TOKEN, PROMPT_FULL, Label, format_cot, parse_cot
+from fakereasoning.schema import IMAGE_TOKEN, PROMPT_FULL, Label, format_cot
 
 DEFAULT_CAPTION = "The image content is not described in the dataset."
 
@@ -113,7 +113,9 @@ def conversation_to_record(entry: Any) -> ConversationRecord:
     )
     if not isinstance(answer, str):
         raise ValueError(f"conversation for {image!r} has no 'gpt' answer")
-    parsed = parse_cot(answer)
+    from fakereasoning.evidence.findings import parse_answer
+
+    parsed = parse_answer(answer)  # release-format answers name no attribute
     return ConversationRecord(
         image=image, label=parsed.label, caption=parsed.caption, attributes=parsed.attributes, answer=answer
     )

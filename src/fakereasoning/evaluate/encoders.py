@@ -94,8 +94,18 @@ class ClipTextEncoder:
         return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
 
 
+def encoder_label(spec: str) -> str:
+    """What a CSS value was computed with, said in the run block and the report: the paper's CLIP text
+    features, or MiniLM (offline default; its CSS is not comparable to published values)."""
+    if Path(spec).is_dir() or spec.startswith("clip:"):
+        return f"CLIP text features ({spec.removeprefix('clip:')}), as the paper"
+    return "MiniLM sentence embeddings (offline default; not the paper's CLIP: CSS not comparable to published values)"
+
+
 def load_encoder(spec: str = "minilm") -> TextEncoder:
-    """`minilm`, `minilm:PATH` or `clip:PATH`."""
+    """`minilm`, `minilm:PATH`, `clip:PATH`, or a local CLIP checkpoint folder (the paper's ViT-L/14)."""
+    if Path(spec).is_dir():
+        return ClipTextEncoder(spec)
     kind, _, path = spec.partition(":")
     if kind == "minilm":
         return MiniLMEncoder(path or None)

@@ -112,6 +112,8 @@ def jsonable(value: Any) -> Any:
 def run_block(*, command: str, model: Any, model_dir: str | os.PathLike[str] | None, data_root: str | os.PathLike[str],
               layout: str, layout_detected: bool, sets: Sequence[str], images: int, options: Mapping[str, Any],
               css_encoder: str, seed: int, in_training: Mapping[str, Any] | None) -> dict[str, Any]:
+    from fakereasoning.evaluate.encoders import encoder_label
+
     commit, dirty = package_commit()
     try:
         import torch
@@ -130,6 +132,7 @@ def run_block(*, command: str, model: Any, model_dir: str | os.PathLike[str] | N
         "sets": list(sets),
         "images": images,
         "css_encoder": css_encoder,
+        "css_model": encoder_label(css_encoder),
         "seed": seed,
         "in_training": dict(in_training) if in_training is not None else None,
         "package_version": fakereasoning.__version__,

@@ -61,7 +61,7 @@ def run_markdown(run: Mapping[str, Any]) -> list[str]:
         ("python / torch", f"{run.get('python')} / {run.get('torch')}"),
         ("date (UTC)", str(run.get("date_utc"))),
         ("seed", str(run.get("seed"))),
-        ("CSS encoder", f"`{run.get('css_encoder')}`"),
+        ("CSS encoder", f"`{run.get('css_encoder')}`: {run.get('css_model', '')}"),
         ("options", options or "–"),
     ]
     return ["## Run", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], ""]

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from fakereasoning.evidence.measure import Measurements, measure
-from fakereasoning.schema import ATTRIBUTES_OF_LABEL, Label
+from fakereasoning.schema import ATTRIBUTES_OF_LABEL, Label, ParsedAnswer, parse_cot
 
 # Thresholds (0-255 intensities), set from MMFR-Local standard (seed 0): real crops have period-2 peak
 # ratios ~1.00 and |NPR - 1| <= 0.02 (75th percentile), fakes of x2 decoders 0.05-0.23; reals have MORE
@@ -289,6 +289,34 @@ def _nothing_else_holds(hedge: Finding, m: Measurements) -> bool:
     """A hedge ("no single measurement is decisive") is true when no finding of its kind holds."""
     kind = next(attrs for attrs in ATTRIBUTES_OF_LABEL.values() if hedge.attribute in attrs)
     return not any(f.holds(m) for f in FINDINGS if not f.hedge and f.attribute in kind)
+
+
+def _known_attribute(sentence: str, label: Label | None) -> str | None:
+    """The attribute whose finding templates `sentence` fits (any measurement values), or None; the
+    attributes of `label`'s kind first (the hedge is worded alike for both kinds)."""
+    body = sentence.strip()
+    kind = ATTRIBUTES_OF_LABEL.get(label, ()) if label else ()  # type: ignore[call-overload]
+    for finding in sorted(FINDINGS, key=lambda f: f.attribute not in kind):
+        if any(_pattern(t)[0].match(body) for t in finding.phrasings):
+            return finding.attribute
+    return None
+
+
+def finding_forms(section: str, label: Label | None = None) -> dict[str, str]:
+    """{attribute: finding} for the sentences of a perspective's text that fit a known finding form: how
+    `schema.parse_cot` maps findings of the release format (no attribute names in the text) back to their
+    attributes. Findings end with a full stop followed by a space; numbers inside them never do."""
+    out: dict[str, str] = {}
+    for sentence in re.split(r"(?<=\.)\s+", section.strip()):
+        attribute = _known_attribute(sentence, label) if sentence else None
+        if attribute is not None and attribute not in out:
+            out[attribute] = sentence.strip()
+    return out
+
+
+def parse_answer(text: Any) -> ParsedAnswer:
+    """`schema.parse_cot` that also maps findings of known forms back to their attributes."""
+    return parse_cot(text, forms=finding_forms)
 
 
 def check_reasoning(attributes: Mapping[str, str], m: Measurements) -> list[Check]:

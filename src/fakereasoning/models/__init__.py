@@ -1,4 +1,4 @@
-"""FakeReasoning models: backbones (`tiny`, `llava`), CPM, FACL, fast mode. Heavy imports are lazy."""
+"""FakeReasoning models: backbones (`tiny`, `llava`, `mof`), CPM, FACL, fast mode. Heavy imports are lazy."""
 
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ from fakereasoning.errors import FakeReasoningError
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_SCHEMA = "fakereasoning.model/v1"
+REASONING_MODES = ("grounded", "generate")
+PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4")
 
 
 class ModelConfigError(FakeReasoningError):
@@ -50,7 +52,13 @@ class FakeReasoningConfig:
     temperature: float = 1.0  # fitted on held-out data by cpm.fit_temperature
     cpm_bias: float = 0.0  # shift of the fake-minus-real margin, fitted with T by cpm.fit_platt (0: none)
 
-    # --- grounded reasoning ---
+    # --- reasoning ---
+    # grounded: CPM decides, then the model chooses among the findings the image's measurements support;
+    # generate: the model writes caption and reasoning itself and CPM reads the verdict after it (the release)
+    reasoning_mode: str = "grounded"
+    # trained on answers that named each finding's attribute ("Name: text", the form before the release
+    # format): such a model reads and scores findings in that form (answers are written without it)
+    finding_prefix: bool = False
     evidence_prompt: bool = False  # full mode reads the image's measurements in an <EVIDENCE> block
     imagenet_caption: bool = False  # tiny: caption from the ImageNet classifier head (else no caption)
 
@@ -85,8 +93,8 @@ class FakeReasoningConfig:
     ffn_dim: int = 688
     vocab_size: int = 0  # set from the tokenizer
 
-    # --- llava backbone ---
-    base_model: str | None = None  # local Hugging Face LLaVA directory
+    # --- llava and mof backbones ---
+    base_model: str | None = None  # llava: local HF LLaVA directory; mof: local HF Llama-style LM directory
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
@@ -95,6 +103,16 @@ class FakeReasoningConfig:
     llava_dtype: str = "float32"  # "bfloat16" / "float16" on GPU
     vision_feature_layer: int = -2
     vision_feature_select_strategy: str = "default"
+
+    # --- mof backbone (the release's dual-encoder architecture; paths may be relative to the model folder) ---
+    clip_model: str | None = None  # local HF CLIP vision (or full CLIP) checkpoint
+    dino_model: str | None = None  # local HF DINOv2 checkpoint (`model import-release` converts hub weights)
+    precision: str = "float32"  # float32 | bfloat16 | float16 | int8 | int4 (8/4-bit: CUDA + bitsandbytes)
+    device_map: str | None = None  # e.g. "auto": spread the LM over GPUs and CPU (accelerate offload)
+    offload_folder: str | None = None  # where device_map="auto" may offload weights to disk
+    fusion_dropout: float = 0.1
+    fusion_bias_hidden: int = 32  # channels of the 1x1-conv MLP that turns DINO attention into a bias
+    fusion_ffn_dim: int = 0  # 0: 4 x the LM width
 
     def __post_init__(self) -> None:
         if self.cpm_scale <= 0:
@@ -115,6 +133,10 @@ class FakeReasoningConfig:
             raise ModelConfigError(f"stats_crop must be a multiple of 8, got {self.stats_crop}")
         if self.forensic_crop % 8:
             raise ModelConfigError(f"forensic_crop must be a multiple of 8, got {self.forensic_crop}")
+        if self.reasoning_mode not in REASONING_MODES:
+            raise ModelConfigError(f"reasoning_mode must be one of {REASONING_MODES}, got {self.reasoning_mode!r}")
+        if self.precision not in PRECISIONS:
+            raise ModelConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if "{prompt}" not in self.prompt_template or "{image}" not in self.prompt_template:
             raise ModelConfigError("prompt_template must contain {image} and {prompt}")
 

@@ -58,6 +58,7 @@ class _Generated:
     texts: list[str]
     probs: list[float]
     measurements: list[dict[str, float] | None] = field(default_factory=list)
+    attributes: list[dict[str, str]] = field(default_factory=list)  # which attribute each finding states
 
 
 class FakeReasoning(nn.Module):
@@ -108,7 +109,8 @@ class FakeReasoning(nn.Module):
         cls, backbone: str = "tiny", tokenizer: Any = None, texts: Iterable[str] = (), **overrides: Any
     ) -> FakeReasoning:
         """A fresh model. tiny: pass a tokenizer (`train_tokenizer(texts)`) or `texts` to train one
-        (default: the schema texts alone). llava: `base_model=<local LLaVA dir>`."""
+        (default: the schema texts alone). llava: `base_model=<local LLaVA dir>`. mof: `base_model=<LM dir>`,
+        `clip_model=<CLIP dir>`, `dino_model=<DINOv2 dir>`."""
         config = FakeReasoningConfig(backbone=backbone).replace(**overrides)
         module, tokenizer, config = get_builder(backbone)(config, tokenizer, texts, None)
         return cls(config, module, tokenizer)
@@ -136,8 +138,8 @@ class FakeReasoning(nn.Module):
         state = load_file(str(weights))
         model._load_state(state, str(weights))
         model.eval()
-        if device is not None:
-            model.to(device)
+        if device is not None and not config.device_map and config.precision not in ("int8", "int4"):
+            model.to(device)  # a model placed by device_map (or quantized) stays where it was put
         return model
 
     def _save_state(self) -> dict[str, torch.Tensor]:
@@ -162,6 +164,11 @@ class FakeReasoning(nn.Module):
         from safetensors.torch import save_file
 
         target = Path(directory)
+        inside = [p for p in (self.config.base_model, self.config.clip_model, self.config.dino_model)
+                  if p and self.config.backbone == "mof" and target.resolve() in Path(p).resolve().parents]
+        if inside:
+            raise ModelConfigError(f"{target}: holds the checkpoints this model reads ({inside[0]}); saving would "
+                                   "replace the folder: save to another folder")
         with staged_dir(target) as tmp:
             save_file(self._save_state(), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             self.tokenizer.save_pretrained(str(tmp))
@@ -327,11 +334,14 @@ class FakeReasoning(nn.Module):
 
     @torch.no_grad()
     def _grounded_answer(self, image: Any, label: str, measured: Any, caption: str | None, temperature: float,
-                         generator: torch.Generator | None) -> str:
+                         generator: torch.Generator | None) -> tuple[str, dict[str, str]]:
         """The tagged answer for a decided verdict. The model reads the measurements (<EVIDENCE> block) and
         chooses, attribute by attribute, which of the findings they support it states (each in its canonical
         wording, scored by its own likelihood); it cannot state anything else, so every number is the image's own
-        and every finding agrees with its measurement. The caption comes from what can see (see `caption`)."""
+        and every finding agrees with its measurement. The caption comes from what can see (see `caption`).
+        A model trained on answers that named each finding's attribute (`finding_prefix`) reads and scores
+        the findings in that form; the answer is always written in the release format. Returns the answer
+        and {attribute: finding} of what it states."""
         from fakereasoning.evidence import findings
 
         prompt = (schema.prompt_with_evidence(findings.evidence_text(measured)) if self.config.evidence_prompt
@@ -343,12 +353,42 @@ class FakeReasoning(nn.Module):
         # in the order the answer writes them (schema.format_reasoning), so the model reads what it wrote
         for attribute, cands in sorted(findings.candidates(measured, label).items()):  # type: ignore[arg-type]
             texts = [schema.clean_finding(c.text) for c in cands]
-            options = [self.text._encode(f" {attribute}: {t}")[0] for t in texts]
+            worded = [schema.prefixed_finding(attribute, t) if self.config.finding_prefix else t for t in texts]
+            options = [self.text._encode(f" {w}")[0] for w in worded]
             pick = self._choose(self._score(cache, last[0], pos, options), temperature, generator) if len(options) > 1 else 0
             chosen[attribute] = cands[pick].text
             logits, cache, pos = self._extend(cache, options[pick], pos)
             last = logits[-1:]
-        return schema.format_cot(label, chosen, caption or "")
+        return schema.format_cot(label, chosen, caption or ""), chosen
+
+    @torch.no_grad()
+    def _generated_answer(self, image: Any, prompt: str, max_new_tokens: int, temperature: float,
+                          generator: torch.Generator | None) -> tuple[str, float]:
+        """The release's way (`reasoning_mode = "generate"`): the model writes caption and reasoning itself
+        (the constant summary teacher-forced), up to </REASONING>; then p(fake) is read by CPM at the slot
+        after "<CONCLUSION> This image is", where the release trained it, and the conclusion follows it."""
+        last, cache, pos, prior = self._prefill([image], prompt, self.text.summary_prefix)
+        close = "</REASONING>"
+        generated: list[int] = []
+        for _ in range(max(0, max_new_tokens)):
+            token = self._choose(torch.log_softmax(last[0].float(), -1), temperature, generator)
+            if token == self.text.eos_id:
+                break
+            generated.append(token)
+            logits, cache, pos = self._extend(cache, [token], pos)
+            last = logits[-1:]
+            if close in self.tokenizer.decode(generated[-8:]) and close in self.tokenizer.decode(generated):
+                break
+        body = self.tokenizer.decode(self.text.summary_prefix + generated, skip_special_tokens=True).strip()
+        tail = self.text.fast_prefix
+        if close not in body:  # the budget ran out or the model stopped: close the reasoning ourselves
+            body = f"{body} {close}"
+            tail = self.text._encode(f" {close}")[0] + tail
+        logits, cache, pos = self._extend(cache, tail, pos)
+        pair = self._with_prior(logits[-1:, list(self.text.verdict_ids)], prior)
+        p = float(cpm.cpm_probability(pair, self.config.cpm_scale, self.config.temperature, self.config.cpm_bias)[0])
+        label = "fake" if p >= 0.5 else "real"
+        return f"{body} {schema.fast_answer(label)}", p
 
     def caption(self, images: Sequence[ImageInput]) -> list[str | None]:
         """What each image shows, from a part that can see it (the tiny backbone: the ImageNet classifier
@@ -374,18 +414,27 @@ class FakeReasoning(nn.Module):
         from fakereasoning.evidence import findings
 
         pil = [as_image(im) for im in images]
-        probs = self.fast_probabilities(pil)
-        captions = self.caption(pil)
-        texts, measured = [], []
+        generate = self.config.reasoning_mode == "generate"
+        probs = [0.0] * len(pil) if generate else self.fast_probabilities(pil)
+        captions = [None] * len(pil) if generate else self.caption(pil)
+        texts, measured, stated = [], [], []
         for i, (img, p) in enumerate(zip(pil, probs, strict=True)):
             generator = None
             if temperature > 1e-5 and seed is not None:
                 generator = torch.Generator(device=self.device).manual_seed(int(seed) + i)
-            label = "fake" if p >= 0.5 else "real"
             m = findings.measure_view(img)
-            texts.append(self._grounded_answer(img, label, m, captions[i], temperature, generator))
+            if generate:
+                prompt = (schema.prompt_with_evidence(findings.evidence_text(m)) if self.config.evidence_prompt
+                          else schema.PROMPT_FULL)
+                text, probs[i] = self._generated_answer(img, prompt, max_new_tokens, temperature, generator)
+                chosen = findings.parse_answer(text).attributes
+            else:
+                text, chosen = self._grounded_answer(img, "fake" if p >= 0.5 else "real", m, captions[i],
+                                                     temperature, generator)
+            texts.append(text)
+            stated.append(chosen)
             measured.append(findings.measured_values(m))
-        return _Generated(texts, probs, measured)
+        return _Generated(texts, probs, measured, stated)
 
     def generate(
         self,
@@ -451,18 +500,19 @@ class FakeReasoning(nn.Module):
                 pil = [c[2] for c in chunk]
                 t0 = time.perf_counter()
                 measured: list[dict[str, float] | None] = [None] * len(chunk)
+                stated: list[dict[str, str] | None] = [None] * len(chunk)
                 if mode == "fast":
                     probs = self.fast_probabilities(pil)
                     texts = [schema.fast_answer("fake" if p >= 0.5 else "real") for p in probs]
                 else:
                     out = self._generate_full(pil, max_new_tokens, temperature, seed)
-                    probs, texts, measured = out.probs, out.texts, out.measurements
+                    probs, texts, measured, stated = out.probs, out.texts, out.measurements, out.attributes
                 per_ms = (time.perf_counter() - t0) * 1000.0 / len(chunk)
                 crops_read = getattr(self.backbone, "crops_read", None)
-                for (i, name, img), p, text, m in zip(chunk, probs, texts, measured, strict=True):
+                for (i, name, img), p, text, m, a in zip(chunk, probs, texts, measured, stated, strict=True):
                     results[i] = schema.Verdict.from_answer(
                         name, min(1.0, max(0.0, p)), text, model_id=self.model_id, elapsed_ms=per_ms,
-                        measurements=m, crops=crops_read(img) if crops_read is not None else None,
+                        measurements=m, attributes=a, crops=crops_read(img) if crops_read is not None else None,
                     )
                 if bar is not None:
                     bar.update(len(chunk))

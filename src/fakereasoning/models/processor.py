@@ -244,6 +244,8 @@ class FakeReasoningProcessor:
 
         In fast kind the answer is always `schema.fast_answer(label)`. `train` turns on random crops.
         """
+        from fakereasoning.evidence.findings import parse_answer  # lazy: measurement code loads scipy
+
         if not samples:
             raise ValueError("empty batch")
         rng = random.Random(seed) if (train or seed is not None) else None
@@ -270,9 +272,8 @@ class FakeReasoningProcessor:
             encoded.append(self.text.encode(prompt, answer))
             labels.append(LABEL_ID.get(lab, -1) if lab else -1)
             kinds.append(kind)
-            attributes.append(
-                frozenset(schema.parse_cot(answer).attributes) if kind == "full" else frozenset()
-            )
+            # FACL's attribute weighting: `Name:` prefixes, or findings of known forms (the release format)
+            attributes.append(frozenset(parse_answer(answer).attributes) if kind == "full" else frozenset())
         ids = pad_sequences([e.input_ids for e in encoded], self.text.pad_id)
         batch: dict[str, Any] = {
             "input_ids": torch.tensor(ids, dtype=torch.long),

@@ -47,6 +47,16 @@ def _ensure_builtin() -> None:
         _BACKBONES["tiny"] = _build_tiny
     if "llava" not in _BACKBONES:
         _BACKBONES["llava"] = _build_llava
+    if "mof" not in _BACKBONES:
+        _BACKBONES["mof"] = _build_mof
+
+
+def _build_mof(
+    config: FakeReasoningConfig, tokenizer: Any, texts: Iterable[str], source: Path | None
+) -> tuple[Any, Any, FakeReasoningConfig]:
+    from fakereasoning.models.mof import build_mof
+
+    return build_mof(config, tokenizer, texts, source)
 
 
 def _build_llava(
