@@ -147,6 +147,8 @@ class Scanned:
     dhash: int = 0
     file_phash: int = 0  # of the whole file (what the reserved list was made from)
     file_dhash: int = 0
+    width: int = 0  # of the decoded tile, EXIF orientation applied (what crops are planned on)
+    height: int = 0
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -195,7 +197,9 @@ def _decode_row(row: ManifestRow, data: bytes) -> Image.Image:
 
 def _scan(rows: list[ManifestRow], reader: Any, root: Path, recipe: Recipe, log: Log, progress: bool) -> dict[str, Scanned]:
     path = root / STATE_DIR / "scan.jsonl"
-    done = {rec["key"]: Scanned(**rec) for rec in _jsonl(path) if "key" in rec}
+    # a record of a decoded image without its oriented size (an older build's) is scanned again
+    done = {rec["key"]: Scanned(**rec) for rec in _jsonl(path)
+            if "key" in rec and (rec.get("status") != "ok" or rec.get("width"))}
     todo = [r for r in rows if r.key not in done]
     by_file: dict[str, list[ManifestRow]] = defaultdict(list)
     for r in todo:
@@ -220,7 +224,8 @@ def _scan(rows: list[ManifestRow], reader: Any, root: Path, recipe: Recipe, log:
                             results.append(Scanned(r.key, "too small", f"{source_id}: {tile.size[0]}x{tile.size[1]} is under {recipe.crop}px"))
                             continue
                         h = image_hashes(tile) if r.region else whole
-                        results.append(Scanned(r.key, "ok", "", is_lossy(fmt, data), h.phash, h.dhash, whole.phash, whole.dhash))
+                        results.append(Scanned(r.key, "ok", "", is_lossy(fmt, data), h.phash, h.dhash, whole.phash,
+                                               whole.dhash, *tile.size))
                 except _Skip as exc:
                     results = [Scanned(r.key, exc.status, exc.reason) for r in group]
                 except FetchError as exc:
@@ -333,7 +338,8 @@ def _plan(rows: list[ManifestRow], scanned: dict[str, Scanned], splits: Splits, 
     native_only = dataclasses.replace(recipe, rescale_prob=0.0)  # evaluation sets read native pixels
 
     def add(r: ManifestRow, split: str, set_name: str, role: str, count: int, rel: str) -> int:
-        crops = plan_crops(rng, r.out_width, r.out_height, count, scanned[r.key].lossy,
+        s = scanned[r.key]  # planned on the pixels as decoded: a photo's EXIF orientation may swap its sides
+        crops = plan_crops(rng, s.width or r.out_width, s.height or r.out_height, count, s.lossy,
                            recipe if split == "train" else native_only)
         for k, p in enumerate(crops):
             name = f"{_slug(r.generator)}_{r.sha256[:12]}{'' if r.region is None else f't{r.region[0]}-{r.region[1]}'}_{k}.png"
@@ -526,9 +532,15 @@ def build_public(
                     for p in group:
                         r = by_key[p.key]
                         tile = img.crop((r.region[0], r.region[1], r.region[0] + r.region[2], r.region[1] + r.region[3])) if r.region else img
-                        ready = prepared.setdefault((p.key, p.plan.web_jpeg), prepare(tile, p.plan))
-                        data, pixels = render(tile, p.plan, split_def.recipe, autoencoder if p.aligned else None,
-                                              prepared=ready)
+                        if (p.key, p.plan.web_jpeg) not in prepared:
+                            prepared[(p.key, p.plan.web_jpeg)] = prepare(tile, p.plan)
+                        ready = prepared[(p.key, p.plan.web_jpeg)]
+                        try:
+                            data, pixels = render(tile, p.plan, split_def.recipe, autoencoder if p.aligned else None,
+                                                  prepared=ready)
+                        except ValueError as exc:  # one crop that cannot be cut: named, the rest goes on
+                            log(f"skipped {p.path}: {row.source_id}: {exc}")
+                            continue
                         atomic_write_bytes(root / p.path, data)
                         m = measure(pixels)
                         writer.add({

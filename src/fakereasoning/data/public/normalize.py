@@ -147,6 +147,9 @@ def render(image: Image.Image, plan: CropPlan, recipe: Recipe,
     after `prepare` when the caller already made it."""
     img = prepared if prepared is not None else prepare(image, plan)
     c = recipe.crop
+    w, h = scaled_size(*img.size, plan.scale) if plan.scale != 1.0 else img.size
+    if plan.x < 0 or plan.y < 0 or plan.x + c > w or plan.y + c > h:  # never pad a crop with made-up pixels
+        raise ValueError(f"crop at ({plan.x}, {plan.y}) does not fit the {w}x{h} image (x{plan.scale})")
     if plan.scale != 1.0:
         # the crop of the resampled image, resampled from its source region only (PIL reads the filter's
         # support around the box), instead of resampling the whole image for every crop
