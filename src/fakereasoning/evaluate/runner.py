@@ -23,7 +23,7 @@ from fakereasoning.errors import FakeReasoningError, ImageLoadError
 from fakereasoning.evaluate.metrics import ReasoningScorer, compute_metrics, labels_and_probs
 from fakereasoning.evaluate.perturb import Perturbation, compose
 from fakereasoning.evaluate.report import write_report
-from fakereasoning.fsio import staged_dir
+from fakereasoning.fsio import recover_staged, staged_dir
 from fakereasoning.imageio import load_image
 from fakereasoning.progress import Progress
 from fakereasoning.schema import parse_cot
@@ -326,8 +326,11 @@ def _evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLi
 
 def check_output_dir(out_dir: str | os.PathLike[str]) -> None:
     """Refuse an OUT that evaluate must not replace whole: a file, or a folder holding something other
-    than an earlier evaluation (one has metrics.json). Checked before any image is scored."""
+    than an earlier evaluation (one has metrics.json). Checked before any image is scored, after the
+    debris of a run killed during its output swap is cleaned up (the old or the new result put in place)."""
     out = Path(out_dir)
+    for note in recover_staged(out):
+        print(f"fakereasoning: note: {note}", file=sys.stderr)
     if not out.exists():
         return
     if not out.is_dir():
