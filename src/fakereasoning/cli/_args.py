@@ -18,6 +18,28 @@ def positive_int(text: str) -> int:
     return value
 
 
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def add_allow_skipped(p: argparse.ArgumentParser, verb: str, from_config: bool = False) -> None:
+    """--allow-skipped: the share of the dataset's images a command may skip (unreadable, unlabelled...).
+    FROM_CONFIG: the default is the config's (`data.allow_skipped`), so the flag's default is None."""
+    from fakereasoning.data.account import DEFAULT_ALLOWED_SKIPPED
+
+    where = "data.allow_skipped of the config, else " if from_config else ""
+    p.add_argument("--allow-skipped", type=fraction, default=None if from_config else DEFAULT_ALLOWED_SKIPPED,
+                   metavar="FRACTION",
+                   help=f"{verb} only when at most this share of the dataset would be skipped (default: {where}"
+                        f"{DEFAULT_ALLOWED_SKIPPED:g}); every skip is named with its file and reason")
+
+
 def add_layout_options(p: argparse.ArgumentParser) -> None:
     """--layout and --allow-absolute-paths: how a dataset root (or list file) is read."""
     from fakereasoning.data.layouts import LAYOUTS

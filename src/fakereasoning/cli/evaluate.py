@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from fakereasoning.cli._args import (
+    add_allow_skipped,
     add_layout_options,
     add_statistics_options,
     cli_options,
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None)
     add_layout_options(p)
     add_statistics_options(p)
+    add_allow_skipped(p, "evaluate")
     p.set_defaults(handler=cmd_evaluate)
 
 
@@ -65,6 +67,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         allow_absolute_paths=args.allow_absolute_paths,
         calibrate=args.calibrate,
         bootstrap=args.bootstrap,
+        allow_skipped=args.allow_skipped,
         model_dir=None,  # filled from the resolved model folder below
         command="evaluate",
         cli_options=cli_options(args),

@@ -30,10 +30,15 @@ def conversation_for(record: ImageRecord, index_in_list: int | None = None) -> d
     return entry
 
 
+def has_findings(record: ImageRecord) -> bool:
+    """Whether the record's annotation states at least one finding (else it has no reasoning to teach)."""
+    return bool(record.attributes and any(record.attributes.values()))
+
+
 def build_conversations(root_or_index: str | os.PathLike[str] | MMFRIndex) -> list[dict[str, Any]]:
     """Conversations for every annotated training image (unannotated ones have no reasoning to teach)."""
     index = root_or_index if isinstance(root_or_index, MMFRIndex) else scan(root_or_index)
-    records = [r for r in index.train if r.attributes and any(r.attributes.values())]
+    records = [r for r in index.train if has_findings(r)]
     return [conversation_for(r, i) for i, r in enumerate(records)]
 
 

@@ -26,6 +26,7 @@ from fakereasoning.checks import (
     one_of,
     ordered,
 )
+from fakereasoning.data.account import DEFAULT_ALLOWED_SKIPPED
 from fakereasoning.data.layouts import LAYOUTS
 from fakereasoning.errors import FakeReasoningError
 
@@ -44,6 +45,7 @@ class DataConfig:
     root: str | None = None
     layout: str | None = None  # dataset layout (data.layouts; None: detected)
     allow_absolute_paths: bool = False  # list layout: accept absolute image paths
+    allow_skipped: float = DEFAULT_ALLOWED_SKIPPED  # refuse to train when a larger share of the dataset would be skipped
     val_fraction: float = 0.05  # of the training images, held out to fit the CPM temperature
     max_val_images: int = 512
     jpeg_prob: float = 0.1  # augmentation applied alike to both classes (GENERALIZATION.md)
@@ -67,7 +69,7 @@ class DataConfig:
     num_workers: int = 0
 
     LIMITS: ClassVar[dict[str, Limit]] = {
-        "layout": one_of(*LAYOUTS), "val_fraction": FRACTION, "max_val_images": NON_NEGATIVE,
+        "layout": one_of(*LAYOUTS), "allow_skipped": PROBABILITY, "val_fraction": FRACTION, "max_val_images": NON_NEGATIVE,
         "jpeg_prob": PROBABILITY, "jpeg_quality": ordered(between(0, 100)), "blur_prob": PROBABILITY,
         "blur_sigma": ordered(NON_NEGATIVE), "resize_prob": PROBABILITY, "resize_scale": ordered(POSITIVE),
         "real_blur_prob": PROBABILITY, "real_blur_sigma": ordered(NON_NEGATIVE), "num_workers": NON_NEGATIVE,

@@ -36,9 +36,8 @@ from fakereasoning.train.config import TrainConfig
 from fakereasoning.train.data import (
     Schedule,
     TrainExample,
-    calibration_examples,
-    load_examples,
     load_sample,
+    load_training_data,
     seen_sets,
 )
 
@@ -252,10 +251,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
     if resume and latest is None and accelerator.is_main_process:
         print(f"fakereasoning: no checkpoint in {ckpt_dir}: starting from scratch", file=sys.stderr)
 
-    train_ex, held = load_examples(cfg.data.root, cfg.data.val_fraction, cfg.data.layout,
-                                   cfg.data.allow_absolute_paths, verbose=accelerator.is_main_process)
-    calibration = (calibration_examples(cfg.data.root, cfg.data.calibration_set, cfg.data.layout)
-                   if cfg.data.calibration_set else None)  # checked now, used after training
+    data = load_training_data(cfg.data.root, cfg.data.val_fraction, cfg.data.layout, cfg.data.allow_absolute_paths,
+                              verbose=accelerator.is_main_process, allowed_skipped=cfg.data.allow_skipped,
+                              calibration_set=cfg.data.calibration_set)  # checked now, before any model work
+    train_ex, held, calibration = data.train, data.held, data.calibration
     model = _build_model(cfg, train_ex, out, accelerator, latest)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -346,5 +345,6 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
         "model_dir": str(model_dir), "pid": os.getpid(), "data_root": cfg.data.root,
         "fast_only_images": sum(e.kind == "fast" for e in train_ex),
         "seen_sets": seen_sets(cfg.data.root, train_ex + held),
+        "data": data.account.to_dict(),  # what the dataset holds, what was used, every skip and why
     })
     return TrainResult(model_dir, total, seconds, temperature, heldout)
