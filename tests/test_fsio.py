@@ -37,6 +37,14 @@ def test_failed_write_keeps_old_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
+def test_writing_over_a_folder_names_the_folder_not_a_temp_file(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        atomic_write_text(tmp_path / "out", "x")
+    assert info.value.filename == str(tmp_path / "out") and ".tmp" not in str(info.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 @pytest.mark.parametrize("key", ["/etc/passwd", "..", "a/../../b", "a\\..\\..\\b", "C:/x", "", "a\x00b"])
 def test_unsafe_keys(key: str) -> None:
     with pytest.raises(UnsafePathError):

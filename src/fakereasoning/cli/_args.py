@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from fakereasoning.wording import count
+
 
 def positive_int(text: str) -> int:
     try:
@@ -75,7 +77,7 @@ def print_evaluation_summary(metrics: dict[str, Any] | None, out: Path) -> None:
     iv = (metrics.get("intervals") or {}).get("mean", {})
     acc = "n/a" if mean["acc"] is None else f"{mean['acc']:.4f}{_ci(iv.get('acc'))}"
     bal = "n/a" if mean.get("bal_acc") is None else f"{mean['bal_acc']:.4f}{_ci(iv.get('bal_acc'))}"
-    print(f"mean accuracy over {len(metrics['sets'])} sets: {acc}; balanced accuracy {bal}")
+    print(f"mean accuracy over {count(len(metrics['sets']), 'set')}: {acc}; balanced accuracy {bal}")
     for g, m in (metrics.get("groups") or {}).items():
         if m.get("bal_acc") is not None:
             g_iv = (metrics.get("intervals") or {}).get(g, {})

@@ -21,6 +21,7 @@ from typing import Any
 from fakereasoning.data.mmfr import EVAL_DIR, REASONING_SUFFIX, ImageRecord, MMFRIndex, Problem, decode_all
 from fakereasoning.errors import FakeReasoningError
 from fakereasoning.imageio import is_image_path
+from fakereasoning.wording import count
 
 DEFAULT_ALLOWED_SKIPPED = 0.01  # `--allow-skipped`: the share of a dataset a command may skip
 UNKNOWN_LABEL = "?"  # the class of an image whose folder gives no label
@@ -86,7 +87,7 @@ class DataAccount:
 
     def lines(self) -> list[str]:
         """The printed account: totals, one line per part or set, every skip, every note."""
-        out = [f"{self.what} data: {self.found} images found, {sum(self.used.values())} usable, "
+        out = [f"{self.what} data: {count(self.found, 'image')} found, {sum(self.used.values())} usable, "
                f"{len(self.skips)} skipped ({self.share:.1%}; allowed {self.allowed:.1%})"]
         for set_name, labels in self.rows().items():
             cells = "; ".join(f"{label} {c['found']} found, {c['usable']} usable, {c['skipped']} skipped"
@@ -123,7 +124,7 @@ class DataAccount:
             causes.append(f"{kind}: {n} (e.g. {example})")
         why = "; ".join(causes) or "the dataset holds no usable image"
         more = "" if not usable else f" (more than --allow-skipped {self.allowed:g})"
-        raise DataRefused(f"{self.root}: refusing to {verb}: {len(self.skips)} of {self.found} items of the "
+        raise DataRefused(f"{self.root}: refusing to {verb}: {len(self.skips)} of {count(self.found, 'item')} of the "
                           f"{self.what} data would be skipped ({self.share:.1%}){more}: {why}. Fix the data "
                           "(`fakereasoning data validate` lists every problem) or pass --allow-skipped FRACTION")
 

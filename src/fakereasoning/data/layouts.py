@@ -45,6 +45,7 @@ from fakereasoning.errors import DatasetError
 from fakereasoning.fsio import UnsafePathError, check_relative, safe_join
 from fakereasoning.imageio import is_image_path
 from fakereasoning.schema import LABEL_FOLDERS, Label, attribute_label
+from fakereasoning.wording import count
 
 LAYOUTS: dict[str, str] = {
     "mmfr": "evaluation_sets/<set>/{0_real,1_fake} and training parts",
@@ -168,7 +169,8 @@ class Dataset:
         sets = self.index.evaluation_sets
         n_eval = sum(len(v) for v in sets.values())
         return (f"{self.root}: {self.layout} layout ({how}: {LAYOUTS[self.layout]}): "
-                f"{len(self.index.train)} training images, {len(sets)} evaluation sets, {n_eval} evaluation images")
+                f"{count(len(self.index.train), 'training image')}, {count(len(sets), 'evaluation set')}, "
+                f"{count(n_eval, 'evaluation image')}")
 
 
 def _add(index: MMFRIndex, root: Path, file: Path, label: Label, split: Split, set_name: str,
