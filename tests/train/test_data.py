@@ -151,3 +151,17 @@ def test_the_account_is_printed_per_part_and_class(root: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert "training data: 24 images found, 24 usable, 0 skipped" in err
     assert "part: real 12 found, 12 usable, 0 skipped; fake 12 found, 12 usable, 0 skipped" in err
+
+
+def test_a_second_contradicting_conversation_and_one_for_an_evaluation_image_are_items(root: Path) -> None:
+    cot = root / COT_FILE
+    entries = json.loads(cot.read_text())
+    entries += [conversation("part/0_real/r1.png", "fake"), conversation("./evaluation_sets/a/0_real/r0.png", "real")]
+    cot.write_text(json.dumps(entries))
+    data = load_training_data(root, 0.0, allowed_skipped=0.1, verbose=False)
+    assert len(data.train) == 2 * N and all(e.label == folder_label(e.image) for e in data.train)
+    skips = {s["item"]: s for s in data.account.to_dict()["skips"]}
+    n = len(entries)
+    assert skips[f"{COT_FILE} entry {n - 2}"]["kind"] == "conversation disagrees with the folder's label"
+    assert "concludes fake but part/0_real/r1.png is real" in skips[f"{COT_FILE} entry {n - 2}"]["reason"]
+    assert "'evaluation_sets/a/0_real/r0.png' is not a training image" in skips[f"{COT_FILE} entry {n - 1}"]["reason"]

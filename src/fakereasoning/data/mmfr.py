@@ -383,10 +383,8 @@ class _Scanner:
             return
         self.index.conversations = data
         for i, entry in enumerate(data):
-            image = entry.get("image") if isinstance(entry, dict) else None
             for message in conversation_problems(entry, self.images, self.root):
-                self.problem("error", f"{COT_FILE}", f"entry {i}: {message}",
-                             image if isinstance(image, str) and image in self.images else None)
+                self.problem("error", f"{COT_FILE}", f"entry {i}: {message}")
 
     def run(self) -> MMFRIndex:
         root = self.root

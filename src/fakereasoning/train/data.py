@@ -14,6 +14,7 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -31,6 +32,7 @@ from fakereasoning.data.cot import conversation_for, conversation_to_record, has
 from fakereasoning.data.layouts import Dataset, load_dataset
 from fakereasoning.data.mmfr import COT_FILE, EVAL_DIR, REASONING_SUFFIX, ImageRecord, conversation_problems
 from fakereasoning.errors import FakeReasoningError, ImageLoadError
+from fakereasoning.fsio import UnsafePathError, check_relative
 from fakereasoning.imageio import load_image
 from fakereasoning.schema import Label, fast_answer
 from fakereasoning.train.config import DataConfig
@@ -63,47 +65,62 @@ class TrainingData:
     account: DataAccount
 
 
+def _entry_key(entry: Any) -> str | None:
+    """The ROOT-relative key a conversation names (as `conversation_problems` reads it), or None."""
+    image = entry.get("image") if isinstance(entry, dict) else None
+    try:
+        return check_relative(image).as_posix() if isinstance(image, str) else None
+    except UnsafePathError:
+        return None
+
+
 def _conversation_examples(dataset: Dataset, account: DataAccount, charged: set[str]) -> list[TrainExample]:
     """Examples from forgery_reasoning_cot.json, as released. The label is the image's, from its folder:
     a conversation that concludes otherwise is skipped with both named, never trained under its own."""
     index, records = dataset.index, {r.key: r for r in dataset.index.train}
     images = index.by_key()
     good: dict[str, list[TrainExample]] = {}
-    bad: dict[str, list[tuple[str, str]]] = {}  # image -> (item, reason) of its unusable conversations
+    bad: dict[str, list[tuple[str, str, str]]] = {}  # image -> (item, reason, kind) of its unusable conversations
     for i, entry in enumerate(index.conversations or []):
         item = f"{COT_FILE} entry {i}"
+        key = _entry_key(entry)
+        record = records.get(key) if key else None
         problems = conversation_problems(entry, images, dataset.root)
-        image = entry.get("image") if isinstance(entry, dict) else None
-        record = records.get(image) if isinstance(image, str) else None
-        if record is None and not problems:
-            problems = [f"image {image!r} is not a training image (it is in {EVAL_DIR}/)"]
-        if problems:
-            reason = f"{item}: {'; '.join(problems)}"
-            if record is not None:
-                bad.setdefault(record.key, []).append((item, reason))
-            elif not (isinstance(image, str) and image in charged):  # else that image's own skip says it
+        if key in images and record is None:
+            problems = [f"image {key!r} is not a training image (it is in {EVAL_DIR}/)", *problems]
+        if not problems:
+            conv = conversation_to_record(entry)
+            good.setdefault(record.key, []).append(  # type: ignore[union-attr]
+                TrainExample(record.key, record.path, record.label, conv.answer, "mix", record.set))  # type: ignore[union-attr]
+            continue
+        reason = f"{item}: {'; '.join(problems)}"
+        if record is None:
+            if key not in charged:  # else that image's own skip says what is wrong with it
                 account.skip(item, reason, "unusable conversation", COT_FILE)
             continue
-        conv = conversation_to_record(entry)
-        good.setdefault(record.key, []).append(
-            TrainExample(record.key, record.path, record.label, conv.answer, "mix", record.set))
+        try:
+            disagrees = conversation_to_record(entry).label not in (None, record.label)
+        except ValueError:  # no answer to read a conclusion from
+            disagrees = False
+        bad.setdefault(record.key, []).append(
+            (item, reason, "conversation disagrees with the folder's label" if disagrees else "unusable conversation"))
     examples: list[TrainExample] = []
     for record in dataset.index.train:
         if record.key in charged:
             continue
         problems = bad.get(record.key, [])
-        if record.key in good:
+        if record.key in good:  # a further, unusable conversation of a trained image is an item of its own
             examples.extend(good[record.key])
             account.use(record)
-            for item, reason in problems:  # a second, contradicting conversation of a trained image
-                account.skip(item, reason, "unusable conversation", record.set, record.label)
-        elif problems:
-            kind = "conversation disagrees with the folder's label" if "concludes" in problems[0][1] else \
-                "unusable conversation"
-            account.skip(record.key, problems[0][1], kind, record.set, record.label)
-        else:
+        elif not problems:
             account.skip(record.key, f"no conversation for it in {COT_FILE} (`fakereasoning data to-cot` "
                          "writes one per annotated image)", "no conversation", record.set, record.label)
+        else:
+            item, reason, kind = problems[0]
+            account.skip(record.key, reason, kind, record.set, record.label)
+            problems = problems[1:]
+        for item, reason, kind in problems:
+            account.skip(item, reason, kind, COT_FILE)
     return examples
 
 
