@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fakereasoning.errors import ImageLoadError
-from fakereasoning.imageio import load_image, load_image_array
+from fakereasoning.imageio import DEFAULT_MAX_PIXELS, load_image, load_image_array
 
 
 def _save(img: Image.Image, path: Path, fmt: str, **kw: object) -> Path:
@@ -121,3 +121,32 @@ def test_decompression_bomb_header_refused_before_decoding(tmp_path: Path) -> No
     assert len(buf.getvalue()) < 1_000_000
     with pytest.raises(ImageLoadError, match="decompression bomb"):
         load_image(buf.getvalue(), name="bomb.png")
+
+
+@pytest.mark.parametrize("limit", [1000, DEFAULT_MAX_PIXELS, 150_000_000])
+def test_a_bomb_message_quotes_the_limit_asked_for_not_pillow_s(limit: int) -> None:
+    big = Image.new("1", (30000, 30000))  # 900 megapixels: over Pillow's own limits (89 and 179 MP)
+    buf = io.BytesIO()
+    big.save(buf, format="PNG", optimize=True)
+    with pytest.raises(ImageLoadError) as info:
+        load_image(buf.getvalue(), name="bomb.png", max_pixels=limit)
+    assert str(info.value) == f"bomb.png: 900000000 pixels exceeds the limit of {limit} (possible decompression bomb)"
+
+
+@pytest.mark.parametrize("size", [(10000, 10000), (11000, 11000)])  # above Pillow's warning (89 MP), under 179 MP
+def test_between_pillow_s_limits_the_limit_asked_for_decides(size: tuple[int, int]) -> None:
+    buf = io.BytesIO()
+    Image.new("1", size).save(buf, format="PNG", optimize=True)
+    with pytest.raises(ImageLoadError) as info:
+        load_image(buf.getvalue(), name="big.png", max_pixels=50_000_000)
+    w, h = size
+    assert str(info.value) == (f"big.png: {w}x{h} = {w * h} pixels exceeds the limit of 50000000 "
+                               "(possible decompression bomb)")
+
+
+def test_an_image_under_the_limit_asked_for_decodes_even_above_pillow_s_warning(monkeypatch: pytest.MonkeyPatch
+                                                                                ) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # as if the image were over Pillow's 89 MP warning
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(buf, format="PNG")  # 1200 pixels: over Pillow's, under ours
+    assert load_image(buf.getvalue(), max_pixels=5000).size == (40, 30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -22,13 +23,14 @@ def _umask() -> int:
 
 
 def staging_dir(target: str | os.PathLike[str]) -> Path:
-    """A fresh hidden folder beside TARGET to build a directory in, then `os.replace` into place.
+    """A fresh hidden folder beside TARGET (`.NAME.PID-XXXX.tmp`) to build a directory in, then move into
+    place. The PID tells a later run whether its writer still lives (`recover_staged`).
 
     Created with the usual permissions (mkdtemp alone makes it private, 0700).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent))
     tmp.chmod(0o777 & ~_umask())
     return tmp
 
@@ -37,25 +39,97 @@ def staging_dir(target: str | os.PathLike[str]) -> Path:
 def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a whole folder in a staging folder beside TARGET, then swap it in on success.
 
-    Readers see the old set of files or the new one, never new files beside old ones (a kill during the
-    writes leaves TARGET untouched and a hidden `.NAME.*.tmp` folder). On an error the staging folder
-    is removed and TARGET is kept.
+    Readers see the old set of files or the new one, never new files beside old ones. The swap is three
+    renames: the finished staging folder to `.NAME.new-PID` (complete, by its name), TARGET to
+    `.NAME.old-PID`, `.NAME.new-PID` to TARGET; then the old set is removed. A kill at any point leaves
+    names from which `recover_staged` (run first here, and by `evaluate` before it starts) restores the
+    old set or finishes the swap. On an error the old set is put back and the staging folder removed.
     """
     target = Path(target)
+    recover_staged(target)
     tmp = staging_dir(target)
     try:
         yield tmp
         share_files(tmp)
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    pid = os.getpid()
+    new, old = _sibling(target, f"new-{pid}"), _sibling(target, f"old-{pid}")
+    try:
+        os.replace(tmp, new)
+        if os.path.lexists(target):
+            os.replace(target, old)
+        os.replace(new, target)
+    except BaseException:
+        if not os.path.lexists(target) and os.path.lexists(old):
+            os.replace(old, target)
+        for path in (tmp, new):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sibling(target: Path, tag: str) -> Path:
+    return target.parent / f".{target.name}.{tag}"
+
+
+_STAGED = re.compile(r"^(?:(?P<kind>new|old)-(?P<pid>\d+)|(?:(?P<tmp_pid>\d+)-)?[A-Za-z0-9_]{8}\.tmp)$")
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether process PID (the writer of a staged folder) still runs; None (an old name): no."""
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def recover_staged(target: str | os.PathLike[str]) -> list[str]:
+    """Clean up after a `staged_dir` writer of TARGET that was killed; returns what was done, in words.
+
+    TARGET missing with a complete `.NAME.new-PID` beside it: the swap is finished (the new set moved into
+    place); with only `.NAME.old-PID`: the old set is restored. Then every leftover of a writer that no
+    longer runs is removed: unfinished staging folders, a new set whose swap never started (TARGET still
+    holds the old one), an old set already replaced. A live writer's folders are left alone.
+    """
+    target = Path(target)
+    prefix = f".{target.name}."
+    found: dict[str, list[Path]] = {"new": [], "old": [], "tmp": []}
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return []
+    for name in names:
+        m = _STAGED.match(name[len(prefix):]) if name.startswith(prefix) else None
+        path = target.parent / name
+        if m is None or path.is_symlink() or not path.is_dir():
+            continue
+        pid = m.group("pid") or m.group("tmp_pid")
+        if not _alive(int(pid) if pid else None):
+            found[m.group("kind") or "tmp"].append(path)
+    notes: list[str] = []
+    newest = sorted(found["new"] + found["old"], key=lambda p: p.stat().st_mtime)
+    if not os.path.lexists(target) and newest:
+        chosen = max(found["new"], key=lambda p: p.stat().st_mtime) if found["new"] else newest[-1]
+        os.replace(chosen, target)
+        found["new" if chosen in found["new"] else "old"].remove(chosen)
+        notes.append(f"{target}: an earlier run was killed during its output swap; "
+                     + ("finished the swap (its complete new output is now in place)" if chosen.name.startswith(
+                         f"{prefix}new-") else "restored the previous output"))
+    for kind, what in (("new", "an unswapped new output"), ("old", "a replaced old output"),
+                       ("tmp", "an unfinished output")):
+        for path in found[kind]:
+            shutil.rmtree(path, ignore_errors=True)
+            notes.append(f"{target}: removed {what} left by a killed run ({path.name})")
+    return notes
 
 
 def share_files(folder: str | os.PathLike[str]) -> None:
@@ -69,6 +143,8 @@ def share_files(folder: str | os.PathLike[str]) -> None:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename: readers see old or new, never half."""
     target = Path(path)
+    if target.is_dir():  # os.replace would fail naming the temp file, not TARGET
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

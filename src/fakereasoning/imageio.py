@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -105,7 +106,10 @@ def decode_image_bytes(data: bytes, label: str, *, max_pixels: int = DEFAULT_MAX
     """Decode already-read bytes (see `load_image`)."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # MAX_PIXELS decides (checked below, before any pixel is decoded): Pillow's own warning at 89 MP
+            # must neither refuse an image the caller allows nor speak of Pillow's limit instead of the
+            # caller's; its hard error (over 179 MP) is reworded below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             fmt = img.format or "unknown"
             if fmt not in SUPPORTED_FORMATS:
@@ -126,8 +130,8 @@ def decode_image_bytes(data: bytes, label: str, *, max_pixels: int = DEFAULT_MAX
         raise
     except UnidentifiedImageError:
         raise ImageLoadError(label, "not a recognised image (unsupported format or corrupt header)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(label, f"decompression bomb refused ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(label, _bomb_message(str(exc), max_pixels)) from None
     except OSError as exc:
         message = str(exc) or exc.__class__.__name__
         if "truncated" in message.lower():
@@ -135,6 +139,18 @@ def decode_image_bytes(data: bytes, label: str, *, max_pixels: int = DEFAULT_MAX
         raise ImageLoadError(label, f"corrupt image data ({message})") from None
     except (ValueError, SyntaxError, TypeError, IndexError, struct.error, EOFError, MemoryError) as exc:
         raise ImageLoadError(label, f"corrupt image data ({exc.__class__.__name__}: {exc})") from None
+
+
+def _bomb_message(pillow_message: str, max_pixels: int) -> str:
+    """Pillow's refusal of a huge image (it reads the size before we can), in terms of the caller's limit."""
+    found = re.search(r"\((\d+) pixels\)", pillow_message)
+    if found is None:
+        return f"exceeds the limit of {max_pixels} pixels (possible decompression bomb)"
+    pixels = int(found.group(1))
+    if pixels > max_pixels:
+        return f"{pixels} pixels exceeds the limit of {max_pixels} (possible decompression bomb)"
+    hard = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    return f"{pixels} pixels exceeds the image decoder's own limit of {hard} (possible decompression bomb)"
 
 
 def image_pixels(source: str | os.PathLike[str] | bytes, label: str | None = None) -> int:

@@ -12,6 +12,7 @@ import torch
 
 from fakereasoning.baselines import BaselineError, TrainOptions, build, load, train_baseline
 from fakereasoning.baselines.common import CONFIG_FILE, WEIGHTS_FILE
+from fakereasoning.data.account import DataRefused
 from fakereasoning.evaluate.metrics import METRIC_KEYS
 from fakereasoning.evaluate.runner import EvalOptions, evaluate
 from fakereasoning.imageio import load_image
@@ -52,7 +53,8 @@ def test_evaluate_writes_fast_mode_outputs(trained: dict, toy_root: Path, tmp_pa
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     assert on_disk["mode"] == "fast"
-    assert set(on_disk) == {"mode", "run", "threshold", "sets", "mean", "intervals", "warnings"}
+    assert set(on_disk) == {"mode", "run", "threshold", "sets", "mean", "intervals", "warnings", "data"}
+    assert on_disk["data"]["found"] == on_disk["data"]["usable"] == 8
     assert on_disk["run"]["model_id"] == "baseline-cnnspot" and on_disk["run"]["layout"] == "mmfr"
     assert on_disk["threshold"] is None and set(on_disk["intervals"]["sets"]) == {"a", "b"}
     assert set(on_disk["sets"]) == {"a", "b"}
@@ -69,25 +71,30 @@ def test_evaluate_writes_fast_mode_outputs(trained: dict, toy_root: Path, tmp_pa
         assert (tmp_path / name).is_file()
 
 
-def test_unreadable_eval_image_does_not_stop_evaluation(trained: dict, toy_root: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_eval_image_is_named_and_refused_beyond_the_allowed_share(
+        trained: dict, toy_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "data"
     shutil.copytree(toy_root / "evaluation_sets", root / "evaluation_sets")
     (root / "evaluation_sets/a/1_fake/broken.png").write_bytes(b"not a png at all")
-    metrics = evaluate(trained["npr"][0], root, tmp_path / "out", EvalOptions())
+    with pytest.raises(DataRefused, match=r"1 of 17 items .*evaluation_sets/a/1_fake/broken.png: does not decode"):
+        evaluate(trained["npr"][0], root, tmp_path / "out", EvalOptions())
+    metrics = evaluate(trained["npr"][0], root, tmp_path / "out", EvalOptions(allow_skipped=0.1))
     assert metrics["sets"]["a"]["n"] == 8 and metrics["sets"]["b"]["n"] == 8
-    assert "broken.png" in capsys.readouterr().err
-    assert "Skipped 1 unreadable" in (tmp_path / "out/report.md").read_text()
+    assert "skipped: evaluation_sets/a/1_fake/broken.png: does not decode" in capsys.readouterr().err
+    assert "Skipped 1 of 17 images" in (tmp_path / "out/report.md").read_text()
 
 
-def test_unreadable_training_image_is_skipped(toy_root: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_training_image_is_skipped_by_name(toy_root: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "data"
     shutil.copytree(toy_root, root)
     (root / "part/1_fake/f0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     detector = build("npr", {"crop": 32, "channels": 16})
-    summary = train_baseline(detector, root, tmp_path / "out", TrainOptions(max_steps=8, batch_size=16, val_fraction=0.0),
-                             progress=False)
+    opts = TrainOptions(max_steps=8, batch_size=16, val_fraction=0.0)
+    with pytest.raises(DataRefused, match=r"1 of 48 items .*part/1_fake/f0.png: does not decode"):
+        train_baseline(detector, root, tmp_path / "out", opts, progress=False)
+    opts.allow_skipped = 0.05
+    summary = train_baseline(detector, root, tmp_path / "out", opts, progress=False)
     assert summary.steps == 8 and (summary.model_dir / WEIGHTS_FILE).is_file()
     assert "f0.png" in capsys.readouterr().err
 

@@ -10,6 +10,7 @@ import pytest
 from mmfr_factory import released_layout
 
 from fakereasoning.cli import main
+from fakereasoning.data.account import DataRefused
 from fakereasoning.errors import FakeReasoningError
 from fakereasoning.train.data import load_examples
 
@@ -50,14 +51,18 @@ def test_a_300_character_key_is_a_problem_not_an_oserror(root: Path, tmp_path: P
     assert "laion/laion_reasoning.json: key" in text and "longer than 255 bytes" in text
 
 
-def test_training_skips_non_object_conversations_and_names_the_file(root: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_training_names_each_unusable_conversation_and_refuses_beyond_the_allowed_share(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cot = root / "forgery_reasoning_cot.json"
     entries = json.loads(cot.read_text())
     cot.write_text(json.dumps([12, None, "str", {"image": "x.png", "conversations": 5}, *entries]))
-    train, held = load_examples(root, 0.0)
+    with pytest.raises(DataRefused, match=r"4 of 9 items .*forgery_reasoning_cot.json entry 0: expected an object"):
+        load_examples(root, 0.0)
+    train, held = load_examples(root, 0.0, allowed_skipped=0.5)
     assert len(train) == len(entries)
-    assert f"skipped 4 unusable training conversations of {cot}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    for i in range(4):
+        assert f"skipped: forgery_reasoning_cot.json entry {i}: " in err
 
 
 def test_training_on_an_unreadable_conversations_file_is_an_error_naming_it(root: Path) -> None:

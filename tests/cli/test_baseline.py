@@ -28,7 +28,7 @@ def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     ev = tmp_path / "ev"
     assert main(["baseline", "evaluate", "--kind", "npr", "--model", str(out), "--data", str(root),
                  "--out", str(ev), "--sets", "a", "--perturb", "jpeg:75", "--max-per-class", "1"]) == 0
-    assert "mean accuracy over 1 sets" in capsys.readouterr().out
+    assert "mean accuracy over 1 set:" in capsys.readouterr().out
     metrics = json.loads((ev / "metrics.json").read_text())
     assert list(metrics["sets"]) == ["a"] and metrics["sets"]["a"]["n"] == 2
     assert "jpeg:75" in (ev / "report.md").read_text()

@@ -144,3 +144,32 @@ def test_unknown_layout_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["data", "stats", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown dataset layout" in err and "genimage" in err
+
+
+def test_to_cot_into_an_existing_folder_says_it_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = released_layout(tmp_path / "d")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["data", "to-cot", str(root), "--out", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"fakereasoning: error: {folder}: is a folder; --out names the file to write, e.g. "
+                   f"{folder / 'forgery_reasoning_cot.json'}\n")
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["d", "out"]
+
+
+def test_counts_of_one_are_singular(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = released_layout(tmp_path / "d")
+    (root / "evaluation_sets/gigagan/1_fake/f0.png").write_bytes(b"junk")
+    assert main(["data", "validate", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "INVALID: 1 error, 0 warnings" in out
+    (root / "laion/laion_reasoning.json").write_text("{")
+    assert main(["data", "to-cot", str(root), "--out", str(tmp_path / "c.json")]) == 1
+    err = capsys.readouterr().err
+    assert f"{root}: 1 error in the training annotations; nothing written" in err
+    from fakereasoning.data.layouts import load_dataset
+
+    (tmp_path / "one").mkdir()
+    (root / "evaluation_sets/stablediffusion").rename(tmp_path / "one/x")
+    described = load_dataset(tmp_path / "one", "forensynths").describe()
+    assert described.endswith(": 0 training images, 1 evaluation set, 4 evaluation images")

@@ -153,3 +153,62 @@ def test_bench_scripts_still_read_metrics_json(tmp_path: Path) -> None:
     assert set(summary["per_set"]) == {"glide", "midjourney", "sdv14"}
     b = _load(bench / "baselines.py", "bench_baselines").summarise(metrics, {"sdv14"})
     assert b["mean_acc"] == metrics["mean"]["acc"]
+
+
+# --- the account of what is scored (issue 22) -------------------------------------------------------------
+@pytest.fixture()
+def mmfr(tmp_path: Path) -> Path:
+    from mmfr_factory import separable_dataset
+
+    return separable_dataset(tmp_path / "d", n_train=2, n_eval=6, sets=("a", "b"))
+
+
+def test_a_symlinked_evaluation_sets_folder_is_explained_as_validate_does(mmfr: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.move(mmfr / "evaluation_sets", tmp_path / "elsewhere")
+    (mmfr / "evaluation_sets").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FakeReasoningError) as excinfo:
+        run(tmp_path, mmfr)
+    assert str(excinfo.value) == (f"{mmfr}: no evaluation sets: {mmfr / 'evaluation_sets'}: symbolic link leads "
+                                  f"outside the dataset root (to {tmp_path / 'elsewhere'})")
+
+
+def test_an_unreadable_image_is_skipped_by_name_within_the_allowed_share(mmfr: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from fakereasoning.data.account import DataRefused
+
+    (mmfr / "evaluation_sets/a/1_fake/f2.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataRefused, match=r"1 of 24 .*evaluation_sets/a/1_fake/f2.png: does not decode"):
+        run(tmp_path, mmfr)
+    assert not (tmp_path / "out").exists()
+    metrics, stub = run(tmp_path, mmfr, allow_skipped=0.05)
+    assert stub.scored == 23 and metrics["sets"]["a"]["n_fake"] == 5
+    data = metrics["data"]
+    assert data["found"] == 24 and data["usable"] == 23 and data["sets"]["a"]["fake"]["skipped"] == 1
+    assert data["skips"][0]["item"] == "evaluation_sets/a/1_fake/f2.png"
+    err = capsys.readouterr().err
+    assert "evaluation data: 24 images found, 23 usable, 1 skipped" in err
+    assert "skipped: evaluation_sets/a/1_fake/f2.png: does not decode" in err
+
+
+def test_images_in_a_bad_label_folder_refuse_the_sets_they_are_in(mmfr: Path, tmp_path: Path) -> None:
+    from mmfr_factory import write_image
+
+    from fakereasoning.data.account import DataRefused
+
+    write_image(mmfr / "evaluation_sets/b/fake/x.png")
+    with pytest.raises(DataRefused, match=r"evaluation_sets/b/fake/x.png: label folder 'fake' is not 0_real"):
+        run(tmp_path, mmfr)
+    metrics, _ = run(tmp_path, mmfr, sets=["a"])  # set a is whole
+    assert metrics["data"]["skipped"] == 0 and list(metrics["sets"]) == ["a"]
+
+
+def test_a_broken_reasoning_json_is_named_and_refused_in_full_mode_only(mmfr: Path, tmp_path: Path) -> None:
+    from fakereasoning.data.account import DataRefused
+
+    (mmfr / "evaluation_sets/a/a_reasoning.json").write_text("{oops")
+    metrics, _ = run(tmp_path, mmfr)  # fast mode reads no reference
+    assert any("evaluation_sets/a/a_reasoning.json: malformed JSON" in n for n in metrics["data"]["notes"])
+    with pytest.raises(DataRefused, match=r"12 of 24 .*evaluation_sets/a/a_reasoning.json: malformed JSON"):
+        evaluate(Stub(), mmfr, tmp_path / "full", EvalOptions(mode="full"))

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from mmfr_factory import separable_dataset
 from PIL import Image
+from staging_kill import KILL_POINTS, killed_at
 
 from fakereasoning.errors import FakeReasoningError
 from fakereasoning.evaluate import report
-from fakereasoning.evaluate.runner import EvalOptions, evaluate
+from fakereasoning.evaluate.runner import EvalOptions, check_output_dir, evaluate
 from fakereasoning.schema import Verdict, fast_answer
 
 
@@ -59,3 +61,31 @@ def test_a_folder_holding_other_files_is_refused_before_scoring(data: Path, tmp_
     with pytest.raises(FakeReasoningError, match="holds no earlier evaluation"):
         evaluate(ConstantModel(0.9), data, out, EvalOptions())
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_run_killed_at_any_rename_leaves_a_whole_result_after_the_next_start(
+        data: Path, tmp_path: Path, point: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "eval"
+    old = evaluate(ConstantModel(0.9), data, out, EvalOptions())
+
+    def second_run() -> None:
+        if point == "writing":
+            monkeypatch.setattr(report, "plot_reliability", lambda *_, **__: os._exit(9))
+        evaluate(ConstantModel(0.1), data, out, EvalOptions())
+
+    assert killed_at(point, second_run) == 9
+    capsys.readouterr()
+    check_output_dir(out)  # what a later `evaluate` does first, before its model loads
+    notes = capsys.readouterr().err
+    assert f"fakereasoning: note: {out}: " in notes
+    new = evaluate(ConstantModel(0.1), data, tmp_path / "ref", EvalOptions())
+
+    def scores(metrics: object) -> dict[str, object]:  # the run block holds the date: not compared
+        return {k: v for k, v in json.loads(json.dumps(metrics)).items() if k != "run"}
+
+    found = scores(json.loads((out / "metrics.json").read_text()))
+    assert found in (scores(old), scores(new)) and scores(old) != scores(new)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "ref").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "ref"], "hidden leftovers"

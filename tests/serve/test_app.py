@@ -136,11 +136,16 @@ def test_undecodable_and_truncated_images_are_400(client: TestClient, png) -> No
     assert_error(client.post("/v1/detect", files={"file": ("empty.png", b"", "image/png")}), 400, "invalid_image")
 
 
-def test_decompression_bomb_is_refused_before_decoding(client: TestClient) -> None:
+def test_decompression_bomb_is_refused_before_decoding(client: TestClient, stub_detector) -> None:
     bomb = png_header_bomb(60_000, 60_000)  # 3.6 gigapixels in ~60 bytes
     assert len(bomb) < 200
     err = assert_error(client.post("/v1/detect", files={"file": ("bomb.png", bomb, "image/png")}), 400, "invalid_image")
-    assert "pixels" in err["message"]
+    limit = ServeLimits().max_pixels
+    assert err["message"] == (f"bomb.png: 3600000000 pixels exceeds the limit of {limit} "
+                              "(possible decompression bomb)")  # the configured limit, never Pillow's own
+    with limited_client(stub_detector, max_pixels=200_000_000) as c:  # above Pillow's 89 MP warning
+        err = assert_error(c.post("/v1/detect", files={"file": ("bomb.png", bomb, "image/png")}), 400)
+        assert "exceeds the limit of 200000000 " in err["message"]
 
 
 def test_pixel_limit_is_configurable(stub_detector, png) -> None:

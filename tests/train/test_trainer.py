@@ -187,3 +187,55 @@ def test_end_to_end_on_mmfr_local_tiny(local_tiny_dataset: Path, tmp_path: Path,
     assert main(["detect", str(folder), "--model", str(out / "model"), "--json", "--mode", "fast"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(lines) == len(list(folder.rglob("*.png"))) and all(0 <= x["prob_fake"] <= 1 for x in lines)
+
+
+def _strict_json_lines(path: Path) -> list[dict[str, object]]:
+    """Every line of a JSONL file as strict JSON: NaN or Infinity literals fail."""
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{path}: non-JSON literal {name}")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def _all_finite(model_dir: Path) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in _weights(model_dir).values() if t.is_floating_point())
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss(toy_data: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """optim.lr=1e30 is finite (the config takes it) and blows the weights up after one step."""
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(toy_data), "--output", str(out), "--max-steps", "4", *SMALL,
+                 "optim.lr=1e30", "optim.warmup_ratio=0", "run.save_every=1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("fakereasoning: error: step 2: non-finite loss") and "training stopped" in line, line
+    assert str(out / "checkpoints/step-0000001") in line  # the last good checkpoint, named
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-0000001"]
+    assert _all_finite(out / "checkpoints/step-0000001/model")
+    assert not (out / "model").exists() and not (out / "train_summary.json").exists()
+    assert [r["step"] for r in _strict_json_lines(out / "metrics.jsonl")] == [1]
+
+
+def test_a_non_finite_gradient_norm_stops_training_too(toy_data: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from accelerate import Accelerator
+
+    clip = Accelerator.clip_grad_norm_
+    calls = []
+
+    def nan_on_third_step(self: Accelerator, *args: object, **kwargs: object) -> torch.Tensor:
+        norm = clip(self, *args, **kwargs)
+        calls.append(norm)
+        return torch.tensor(float("inf")) if len(calls) == 3 else norm
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", nan_on_third_step)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(toy_data), "--output", str(out), "--max-steps", "4", *SMALL,
+                 "run.save_every=2", "optim.max_grad_norm=0"]) == 1  # the norm is checked without clipping too
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("fakereasoning: error: step 3: non-finite gradient norm (inf)"), line
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-0000002"]
+    assert [r["step"] for r in _strict_json_lines(out / "metrics.jsonl")] == [1, 2]

@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 
 from fakereasoning import schema
+from fakereasoning.data.account import DEFAULT_ALLOWED_SKIPPED
 from fakereasoning.errors import FakeReasoningError
 from fakereasoning.fsio import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -242,6 +243,7 @@ class TrainOptions:
     device: str | None = None
     layout: str | None = None  # dataset layout (None: detected)
     allow_absolute_paths: bool = False  # list layout: accept absolute paths
+    allow_skipped: float = DEFAULT_ALLOWED_SKIPPED  # refuse when a larger share of the dataset would be skipped
 
 
 @dataclass
@@ -303,7 +305,7 @@ def train_baseline(detector: BaselineDetector, root: str | Path, output: str | P
         prune_checkpoints,
         save_checkpoint,
     )
-    from fakereasoning.train.data import Schedule, load_examples, load_sample, seen_sets
+    from fakereasoning.train.data import Schedule, load_sample, load_training_data, seen_sets
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -311,7 +313,9 @@ def train_baseline(detector: BaselineDetector, root: str | Path, output: str | P
     detector.to(device)
     augment = opts.augment if opts.augment is not None else detector.AUGMENT
     data_cfg = augment.data_config()
-    train_ex, held = load_examples(root, opts.val_fraction, opts.layout, opts.allow_absolute_paths)
+    data = load_training_data(root, opts.val_fraction, opts.layout, opts.allow_absolute_paths,
+                              allowed_skipped=opts.allow_skipped)
+    train_ex, held = data.train, data.held
     labels = torch.tensor([1.0 if e.label == "fake" else 0.0 for e in train_ex])
     schedule = Schedule(len(train_ex), opts.batch_size, 1, opts.seed)
     total = opts.max_steps or max(1, math.ceil(opts.epochs * schedule.per_epoch))
@@ -388,7 +392,7 @@ def train_baseline(detector: BaselineDetector, root: str | Path, output: str | P
         "kind": detector.kind, "steps": total, "resumed_from": start, "seconds_this_run": round(seconds, 2),
         "images_seen_this_run": images_seen, "train_images": len(train_ex), "heldout_images": len(held),
         "heldout": heldout, "device": str(device), "model_dir": str(model_dir),
-        "data_root": str(root), "seen_sets": seen_sets(root, train_ex + held)})
+        "data_root": str(root), "seen_sets": seen_sets(root, train_ex + held), "data": data.account.to_dict()})
     return summary
 
 

@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from fakereasoning.wording import count
+
 
 def positive_int(text: str) -> int:
     try:
@@ -23,6 +25,28 @@ def add_crops_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crops", type=positive_int, default=None, metavar="N",
                    help="native 224 px grid crops read per image, their logits averaged (default: the model's "
                         "infer_crops; small images are read as one crop whatever N is)")
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def add_allow_skipped(p: argparse.ArgumentParser, verb: str, from_config: bool = False) -> None:
+    """--allow-skipped: the share of the dataset's images a command may skip (unreadable, unlabelled...).
+    FROM_CONFIG: the default is the config's (`data.allow_skipped`), so the flag's default is None."""
+    from fakereasoning.data.account import DEFAULT_ALLOWED_SKIPPED
+
+    where = "data.allow_skipped of the config, else " if from_config else ""
+    p.add_argument("--allow-skipped", type=fraction, default=None if from_config else DEFAULT_ALLOWED_SKIPPED,
+                   metavar="FRACTION",
+                   help=f"{verb} only when at most this share of the dataset would be skipped (default: {where}"
+                        f"{DEFAULT_ALLOWED_SKIPPED:g}); every skip is named with its file and reason")
 
 
 def add_layout_options(p: argparse.ArgumentParser) -> None:
@@ -60,7 +84,7 @@ def print_evaluation_summary(metrics: dict[str, Any] | None, out: Path) -> None:
     iv = (metrics.get("intervals") or {}).get("mean", {})
     acc = "n/a" if mean["acc"] is None else f"{mean['acc']:.4f}{_ci(iv.get('acc'))}"
     bal = "n/a" if mean.get("bal_acc") is None else f"{mean['bal_acc']:.4f}{_ci(iv.get('bal_acc'))}"
-    print(f"mean accuracy over {len(metrics['sets'])} sets: {acc}; balanced accuracy {bal}")
+    print(f"mean accuracy over {count(len(metrics['sets']), 'set')}: {acc}; balanced accuracy {bal}")
     for g, m in (metrics.get("groups") or {}).items():
         if m.get("bal_acc") is not None:
             g_iv = (metrics.get("intervals") or {}).get(g, {})

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from fakereasoning.cli._args import (
+    add_allow_skipped,
     add_layout_options,
     add_statistics_options,
     cli_options,
@@ -60,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     add_layout_options(t)
+    add_allow_skipped(t, "train")
     t.set_defaults(handler=cmd_train)
 
     e = bsub.add_parser(
@@ -80,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--device", default=None)
     add_layout_options(e)
     add_statistics_options(e)
+    add_allow_skipped(e, "evaluate")
     e.set_defaults(handler=cmd_evaluate)
 
 
@@ -99,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     detector = build(args.kind, options, seed=args.seed)
     opts = TrainOptions(max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, device=args.device, layout=args.layout,
-                        allow_absolute_paths=args.allow_absolute_paths)
+                        allow_absolute_paths=args.allow_absolute_paths, allow_skipped=args.allow_skipped)
     summary = train_baseline(detector, args.data, args.output, opts, resume=args.resume,
                              progress=True)
     acc = summary.heldout.get("acc")
@@ -134,6 +137,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         allow_absolute_paths=args.allow_absolute_paths,
         calibrate=args.calibrate,
         bootstrap=args.bootstrap,
+        allow_skipped=args.allow_skipped,
         model_dir=str(args.model),
         command="baseline evaluate",
         cli_options=cli_options(args),

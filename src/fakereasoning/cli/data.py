@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fakereasoning.cli._args import add_layout_options
 from fakereasoning.schema import ATTRIBUTES
+from fakereasoning.wording import count
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -104,7 +105,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(str(p))
     if len(report.problems) > args.max_problems:
         print(f"... and {len(report.problems) - args.max_problems} more (use --json to see all)")
-    print(f"{'VALID' if report.ok else 'INVALID'}: {len(errors)} errors, {warnings} warnings")
+    print(f"{'VALID' if report.ok else 'INVALID'}: {count(len(errors), 'error')}, {count(warnings, 'warning')}")
     return 0 if report.ok else 1
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from fakereasoning.cli._args import (
+    add_allow_skipped,
     add_crops_option,
     add_layout_options,
     add_statistics_options,
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_crops_option(p)
     add_layout_options(p)
     add_statistics_options(p)
+    add_allow_skipped(p, "evaluate")
     p.set_defaults(handler=cmd_evaluate)
 
 
@@ -69,6 +71,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         allow_absolute_paths=args.allow_absolute_paths,
         calibrate=args.calibrate,
         bootstrap=args.bootstrap,
+        allow_skipped=args.allow_skipped,
         model_dir=None,  # filled from the resolved model folder below
         command="evaluate",
         cli_options=cli_options(args),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fakereasoning.cli._args import add_layout_options, positive_int
+from fakereasoning.cli._args import add_allow_skipped, add_layout_options, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (overrides optim.max_steps)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT")
     add_layout_options(p)
+    add_allow_skipped(p, "train", from_config=True)
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(handler=cmd_train, takes_overrides=True)
 
@@ -44,6 +45,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.data.layout = args.layout
     if args.allow_absolute_paths:
         cfg.data.allow_absolute_paths = True
+    if args.allow_skipped is not None:
+        cfg.data.allow_skipped = args.allow_skipped
     result = train(cfg, resume=args.resume, progress=True)
     if result is not None:
         t = "not fitted" if result.temperature is None else f"{result.temperature:.3f}"

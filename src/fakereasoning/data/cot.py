@@ -11,6 +11,7 @@ from fakereasoning.data.mmfr import COT_FILE, EVAL_DIR, ImageRecord, MMFRIndex, 
 from fakereasoning.errors import FakeReasoningError
 from fakereasoning.fsio import atomic_write_json, check_relative, parse_json, read_text_file
 from fakereasoning.schema import IMAGE_TOKEN, PROMPT_FULL, Label, format_cot
+from fakereasoning.wording import count
 
 DEFAULT_CAPTION = "The image content is not described in the dataset."
 
@@ -30,10 +31,15 @@ def conversation_for(record: ImageRecord, index_in_list: int | None = None) -> d
     return entry
 
 
+def has_findings(record: ImageRecord) -> bool:
+    """Whether the record's annotation states at least one finding (else it has no reasoning to teach)."""
+    return bool(record.attributes and any(record.attributes.values()))
+
+
 def build_conversations(root_or_index: str | os.PathLike[str] | MMFRIndex) -> list[dict[str, Any]]:
     """Conversations for every annotated training image (unannotated ones have no reasoning to teach)."""
     index = root_or_index if isinstance(root_or_index, MMFRIndex) else scan(root_or_index)
-    records = [r for r in index.train if r.attributes and any(r.attributes.values())]
+    records = [r for r in index.train if has_findings(r)]
     return [conversation_for(r, i) for i, r in enumerate(records)]
 
 
@@ -70,10 +76,12 @@ def write_cot(root: str | os.PathLike[str], out: str | os.PathLike[str], *, allo
     ROOT/forgery_reasoning_cot.json that loses good conversations. Never replaces a file holding
     conversations with an empty list, whatever `allow_errors` says.
     """
+    if Path(out).is_dir():  # else the atomic rename fails naming its temp file
+        raise FakeReasoningError(f"{out}: is a folder; --out names the file to write, e.g. {Path(out) / COT_FILE}")
     index = scan(root)
     errors = conversion_errors(index)
     if errors and not allow_errors:
-        raise ConversionRefused(f"{root}: {len(errors)} errors in the training annotations; nothing written "
+        raise ConversionRefused(f"{root}: {count(len(errors), 'error')} in the training annotations; nothing written "
                                 "(fix them, or pass --allow-errors to convert what is readable)", errors)
     conversations = build_conversations(index)
     if not conversations and _holds_conversations(Path(out)):

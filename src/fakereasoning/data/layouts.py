@@ -36,14 +36,16 @@ from fakereasoning.data.mmfr import (
     Problem,
     Split,
     ValidationReport,
-    decode_one,
+    decode_problems,
     read_json,
     scan,
+    sort_problems,
 )
 from fakereasoning.errors import DatasetError
 from fakereasoning.fsio import UnsafePathError, check_relative, safe_join
 from fakereasoning.imageio import is_image_path
 from fakereasoning.schema import LABEL_FOLDERS, Label, attribute_label
+from fakereasoning.wording import count
 
 LAYOUTS: dict[str, str] = {
     "mmfr": "evaluation_sets/<set>/{0_real,1_fake} and training parts",
@@ -167,7 +169,8 @@ class Dataset:
         sets = self.index.evaluation_sets
         n_eval = sum(len(v) for v in sets.values())
         return (f"{self.root}: {self.layout} layout ({how}: {LAYOUTS[self.layout]}): "
-                f"{len(self.index.train)} training images, {len(sets)} evaluation sets, {n_eval} evaluation images")
+                f"{count(len(self.index.train), 'training image')}, {count(len(sets), 'evaluation set')}, "
+                f"{count(n_eval, 'evaluation image')}")
 
 
 def _add(index: MMFRIndex, root: Path, file: Path, label: Label, split: Split, set_name: str,
@@ -505,25 +508,7 @@ def validate_dataset(root: str | os.PathLike[str], layout: str | None = None, al
                      ) -> tuple[Dataset, ValidationReport]:
     """Read ROOT in its layout, collecting every problem, then decode every image (threads: PIL releases
     the GIL while decoding). The report has the counts of `data validate --json`."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
     dataset = load_dataset(root, layout, allow_absolute, collect=True)
-    problems = list(dataset.problems)
-    unique = list({r.key: r for r in dataset.index.records()}.values())  # shared images decode once
-    decodable: set[str] = set()
-    if decode and unique:
-        workers = jobs or min(8, (os.cpu_count() or 1) * 2)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(decode_one, unique)
-            for key, error in tqdm(results, total=len(unique), desc="decoding", unit="img", disable=not progress):
-                if error is None:
-                    decodable.add(key)
-                else:
-                    problems.append(Problem("error", key, f"image does not decode: {error}"))
-    elif not decode:
-        decodable = {r.key for r in unique}
-    order = {"error": 0, "warning": 1}
-    problems.sort(key=lambda p: (order[p.severity], p.path))
+    decodable, failed = decode_problems(dataset.index.records(), decode=decode, jobs=jobs, progress=progress)
+    problems = sort_problems([*dataset.problems, *failed])
     return dataset, ValidationReport(root=dataset.root, index=dataset.index, problems=problems, decodable=decodable)

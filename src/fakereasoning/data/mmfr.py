@@ -65,6 +65,7 @@ class Problem:
     severity: Severity
     path: str  # ROOT-relative path of the file the problem is about
     message: str
+    image: str | None = None  # ROOT-relative key of the image it concerns, when it is one image's problem
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.path}: {self.message}"
@@ -87,6 +88,17 @@ class ImageRecord:
         return reference_text(self.attributes or {})
 
 
+@dataclass(frozen=True)
+class Unlabelled:
+    """An image found where no label applies (a folder that is not 0_real/1_fake, or none at all): it is
+    not a record, but commands that count what a dataset holds must count it."""
+
+    key: str
+    split: Split
+    set: str
+    reason: str
+
+
 @dataclass
 class MMFRIndex:
     root: Path
@@ -95,6 +107,7 @@ class MMFRIndex:
     problems: list[Problem] = field(default_factory=list)
     conversations: list[Any] | None = None  # entries of forgery_reasoning_cot.json, None if absent
     captions: dict[str, str] = field(default_factory=dict)
+    unlabelled: list[Unlabelled] = field(default_factory=list)
 
     def records(self, split: Split | None = None, sets: Iterable[str] | None = None) -> Iterator[ImageRecord]:
         """Images in a stable order: training parts first, then evaluation sets by name."""
@@ -157,8 +170,11 @@ class _Scanner:
         self.images: dict[str, ImageRecord] = {}
         self.annotated: set[str] = set()
 
-    def problem(self, severity: Severity, path: str, message: str) -> None:
-        self.index.problems.append(Problem(severity, path, message))
+    def problem(self, severity: Severity, path: str, message: str, image: str | None = None) -> None:
+        self.index.problems.append(Problem(severity, path, message, image))
+
+    def unlabelled(self, file: Path, split: Split, set_name: str, reason: str) -> None:
+        self.index.unlabelled.append(Unlabelled(_posix(file, self.root), split, set_name, reason))
 
     def usable(self, entry: Entry) -> bool:
         """Whether a listed entry can be read; if not, its problem (escaping link, FIFO...) is an error."""
@@ -211,13 +227,11 @@ class _Scanner:
                 first = rel_in_part.parts[0] if len(rel_in_part.parts) > 1 else None
                 label = LABEL_FOLDERS.get(first) if first else None
                 if label is None:
-                    if first is None:
-                        self.problem(
-                            "error",
-                            _posix(file, self.root),
-                            f"image outside a 0_real/ or 1_fake/ folder of training part {name!r}: "
-                            "its label is unknown",
-                        )
+                    reason = (f"image outside a 0_real/ or 1_fake/ folder of training part {name!r}: its label "
+                              "is unknown" if first is None else f"label folder {first!r} is not 0_real or 1_fake")
+                    if first is None:  # (a bad label folder is reported once, above)
+                        self.problem("error", _posix(file, self.root), reason)
+                    self.unlabelled(file, "train", name, reason)
                     continue
             self.add_image(file, label, "train", name)
         return jsons
@@ -231,7 +245,11 @@ class _Scanner:
             if entry.kind == "dir":
                 label = LABEL_FOLDERS.get(child.name)
                 if label is None:
-                    self.problem("error", rel, f"label folder {child.name!r} is not 0_real or 1_fake")
+                    reason = f"label folder {child.name!r} is not 0_real or 1_fake"
+                    self.problem("error", rel, reason)
+                    for file in self.walk_files(child):
+                        if is_image_path(file):
+                            self.unlabelled(file, "eval", folder.name, reason)
                     continue
                 for file in self.walk_files(child):
                     if is_image_path(file):
@@ -241,7 +259,9 @@ class _Scanner:
             elif child.name.endswith(REASONING_SUFFIX):
                 jsons.append(child)
             elif is_image_path(child):
-                self.problem("error", rel, "image outside a 0_real/ or 1_fake/ folder: its label is unknown")
+                reason = "image outside a 0_real/ or 1_fake/ folder: its label is unknown"
+                self.problem("error", rel, reason)
+                self.unlabelled(child, "eval", folder.name, reason)
         self.index.evaluation_sets.setdefault(folder.name, [])
         return jsons
 
@@ -282,24 +302,27 @@ class _Scanner:
                 self.problem("error", rel, f"key {key!r}: {root_key} is not an image of a labelled folder")
                 continue
             if not isinstance(value, dict):
-                self.problem("error", rel, f"key {key!r}: expected an object of attribute -> text, got {type(value).__name__}")
+                self.problem("error", rel, f"key {key!r}: expected an object of attribute -> text, got "
+                             f"{type(value).__name__}", root_key)
                 continue
             attrs: dict[str, str | None] = {}
             for name, text in value.items():
                 kind = attribute_label(name)
                 if kind is None:
-                    self.problem("error", rel, f"key {key!r}: unknown attribute name {name!r}")
+                    self.problem("error", rel, f"key {key!r}: unknown attribute name {name!r}", root_key)
                     continue
                 if text is not None and not isinstance(text, str):
-                    self.problem("error", rel, f"key {key!r}: attribute {name!r} must be text or null, got {type(text).__name__}")
+                    self.problem("error", rel, f"key {key!r}: attribute {name!r} must be text or null, got "
+                                 f"{type(text).__name__}", root_key)
                     continue
                 if text is not None and len(text) > MAX_TEXT_CHARS:
                     self.problem("error", rel, f"key {key!r}: attribute {name!r} is {len(text)} characters long "
-                                 f"(at most {MAX_TEXT_CHARS})")
+                                 f"(at most {MAX_TEXT_CHARS})", root_key)
                     continue
                 if text is not None and kind != record.label:
                     kind_word = "forgery" if kind == "fake" else "authentic"
-                    self.problem("error", rel, f"key {key!r}: {kind_word} attribute {name!r} on a {record.label} image")
+                    self.problem("error", rel, f"key {key!r}: {kind_word} attribute {name!r} on a {record.label} image",
+                                 root_key)
                 attrs[name] = text
             if root_key in self.annotated:
                 self.problem("warning", rel, f"key {key!r}: {root_key} is annotated more than once; the last one is used")
@@ -332,12 +355,13 @@ class _Scanner:
             except UnsafePathError as exc:
                 self.problem("error", CAPTIONS_FILE, f"key {key!r}: {exc}")
                 continue
+            image = rel if rel in self.images else None
             if not isinstance(caption, str):
-                self.problem("error", CAPTIONS_FILE, f"key {key!r}: caption must be text")
+                self.problem("error", CAPTIONS_FILE, f"key {key!r}: caption must be text", image)
                 continue
             if len(caption) > MAX_TEXT_CHARS:
                 self.problem("error", CAPTIONS_FILE, f"key {key!r}: caption is {len(caption)} characters long "
-                             f"(at most {MAX_TEXT_CHARS})")
+                             f"(at most {MAX_TEXT_CHARS})", image)
                 continue
             self.index.captions[rel] = caption
             if rel in self.images:
@@ -486,6 +510,36 @@ def decode_one(record: ImageRecord) -> tuple[str, str | None]:
         return record.key, exc.problem
 
 
+def decode_all(records: Iterable[ImageRecord], *, jobs: int | None = None, progress: bool = False
+               ) -> dict[str, str]:
+    """{key: problem} of the records whose image does not decode; each distinct image decoded once, in
+    threads (PIL releases the GIL while decoding). What `validate`, `train` and `evaluate` all check."""
+    unique = list({r.key: r for r in records}.values())
+    failed: dict[str, str] = {}
+    if not unique:
+        return failed
+    workers = jobs or min(8, (os.cpu_count() or 1) * 2)
+    bar = Progress(len(unique), "decoding", "img", enabled=progress)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for key, error in pool.map(decode_one, unique):
+            bar.update()
+            if error is not None:
+                failed[key] = error
+    bar.close()
+    return failed
+
+
+def decode_problems(records: Iterable[ImageRecord], *, decode: bool = True, jobs: int | None = None,
+                    progress: bool = False) -> tuple[set[str], list[Problem]]:
+    """(decodable keys, one error per image that does not decode): the decode check of `data validate`."""
+    records = list(records)
+    keys = {r.key for r in records}
+    if not decode:
+        return keys, []
+    failed = decode_all(records, jobs=jobs, progress=progress)
+    return keys - set(failed), [Problem("error", k, f"image does not decode: {e}", k) for k, e in failed.items()]
+
+
 def validate(
     root: str | os.PathLike[str],
     *,
@@ -493,27 +547,17 @@ def validate(
     jobs: int | None = None,
     progress: bool = False,
 ) -> ValidationReport:
-    """Scan, then decode every image (threads: PIL releases the GIL while decoding)."""
+    """Scan, then decode every image."""
     index = scan(root)
-    problems = list(index.problems)
-    records = list(index.records())
-    decodable: set[str] = set()
-    if decode and records:
-        workers = jobs or min(8, (os.cpu_count() or 1) * 2)
-        bar = Progress(len(records), "decoding", "img", enabled=progress)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for key, error in pool.map(decode_one, records):
-                bar.update()
-                if error is None:
-                    decodable.add(key)
-                else:
-                    problems.append(Problem("error", key, f"image does not decode: {error}"))
-        bar.close()
-    elif not decode:
-        decodable = {r.key for r in records}
-    order = {"error": 0, "warning": 1}
-    problems.sort(key=lambda p: (order[p.severity], p.path))
+    decodable, failed = decode_problems(index.records(), decode=decode, jobs=jobs, progress=progress)
+    problems = sort_problems([*index.problems, *failed])
     return ValidationReport(root=Path(root), index=index, problems=problems, decodable=decodable)
+
+
+def sort_problems(problems: Iterable[Problem]) -> list[Problem]:
+    """Errors first, then warnings, each by path."""
+    order = {"error": 0, "warning": 1}
+    return sorted(problems, key=lambda p: (order[p.severity], p.path))
 
 
 # --- Summaries ------------------------------------------------------------------------------------------

@@ -17,13 +17,21 @@ from typing import Any
 
 from PIL import Image
 
+from fakereasoning.data.account import (
+    DEFAULT_ALLOWED_SKIPPED,
+    DataAccount,
+    charge_problems,
+    evaluation_problems,
+    is_reasoning_problem,
+    skip_undecodable,
+)
 from fakereasoning.data.layouts import Dataset, load_dataset
-from fakereasoning.data.mmfr import ImageRecord
+from fakereasoning.data.mmfr import EVAL_DIR, ImageRecord
 from fakereasoning.errors import FakeReasoningError, ImageLoadError
 from fakereasoning.evaluate.metrics import ReasoningScorer, compute_metrics, labels_and_probs
 from fakereasoning.evaluate.perturb import Perturbation, compose
 from fakereasoning.evaluate.report import write_report
-from fakereasoning.fsio import staged_dir
+from fakereasoning.fsio import recover_staged, staged_dir
 from fakereasoning.imageio import load_image
 from fakereasoning.progress import Progress
 from fakereasoning.schema import parse_cot
@@ -48,6 +56,7 @@ class EvalOptions:
     allow_absolute_paths: bool = False  # list layout: accept absolute paths
     calibrate: str | None = None  # SET, set:SET, split:train or split:eval: where the second threshold comes from
     bootstrap: int = 1000  # resamples per interval (0: no intervals)
+    allow_skipped: float = DEFAULT_ALLOWED_SKIPPED  # refuse when a larger share of the images would be skipped
     model_dir: str | None = None  # for the run block: weights digest and training summary
     command: str = "evaluate"
     cli_options: Mapping[str, Any] | None = None  # every CLI option, for the run block
@@ -60,7 +69,9 @@ def pick_records(dataset: Dataset, sets: Sequence[str] | None, max_per_class: in
     available = sorted(index.evaluation_sets)
     if not available:
         if dataset.layout == "mmfr":
-            raise FakeReasoningError(f"{root}: no evaluation sets (expected evaluation_sets/<set>/0_real|1_fake)")
+            why = next((f"{root / p.path}: {p.message}" for p in evaluation_problems(index)), None)
+            raise FakeReasoningError(f"{root}: no evaluation sets: {why}" if why else
+                                     f"{root}: no evaluation sets (expected {EVAL_DIR}/<set>/0_real|1_fake)")
         raise FakeReasoningError(f"{root}: no evaluation images in this {dataset.layout} layout"
                                  + (" (GenImage: expected <gen>/val/{ai,nature})" if dataset.layout == "genimage" else ""))
     chosen = list(sets) if sets else available
@@ -221,6 +232,29 @@ def calibration_records(dataset: Dataset, spec: str | None, chosen: Sequence[str
     return _sample(dataset.index.evaluation_sets[name], name, max_per_class, seed), f"set {name} (not evaluated)"
 
 
+def account_for(dataset: Dataset, records: Sequence[ImageRecord], cal_records: Sequence[ImageRecord],
+                options: EvalOptions, progress: bool = False) -> tuple[DataAccount, set[str]]:
+    """The account of what will be scored (`data.account`) and the keys of the images it skips: those that
+    `data validate` reports errors for (unknown label, broken link; in full mode also a reasoning JSON that
+    cannot be read, since the references are scored) and those that do not decode."""
+    account = DataAccount("evaluation", str(dataset.root), allowed=options.allow_skipped)
+    everything = [*records, *cal_records]
+    dropped: set[str] = set()
+    if dataset.layout == "mmfr":
+        sets = None if options.sets is None else [*options.sets, *{r.set for r in cal_records}]
+        problems = evaluation_problems(dataset.index, sets)
+        if options.mode != "full":
+            account.notes += [f"{p.path}: {p.message} (references are not scored in {options.mode} mode)"
+                              for p in problems if is_reasoning_problem(p)]
+            problems = [p for p in problems if not is_reasoning_problem(p)]
+        dropped = charge_problems(dataset.index, problems, everything, account, "eval")
+    dropped |= skip_undecodable([r for r in everything if r.key not in dropped], account, progress)
+    for r in everything:
+        if r.key not in dropped:
+            account.use(r)
+    return account, dropped
+
+
 def choose_calibrated_threshold(spec: str | None, source: str | None, eval_rows: Sequence[Mapping[str, Any]],
                                 cal_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The threshold block of metrics.json: value, where it came from, on how many images."""
@@ -274,6 +308,12 @@ def _evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLi
     chosen = list(options.sets) if options.sets else sorted(dataset.index.evaluation_sets)
     cal_records, cal_source = calibration_records(dataset, options.calibrate, chosen, options.max_per_class,
                                                   options.seed)
+    account, dropped = account_for(dataset, records, cal_records, options, progress and state.is_main_process)
+    records = [r for r in records if r.key not in dropped]
+    cal_records = [r for r in cal_records if r.key not in dropped]
+    if state.is_main_process:
+        account.print()
+    account.check("evaluate")
     everything = [*records, *cal_records]
     rows, errors = run_predictions(model, everything, options, state.process_index, state.num_processes,
                                    progress and state.is_main_process)
@@ -287,8 +327,10 @@ def _evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLi
     cal_rows = [r for r in expanded if r["_index"] >= len(records)]
     for r in expanded:
         del r["_index"]
-    for e in errors:
-        print(f"fakereasoning: warning: skipped unreadable image: {e}", file=sys.stderr)
+    for e in errors:  # an image that decoded in the check above and not now (changed during the run)
+        print(f"fakereasoning: skipped: {e}", file=sys.stderr)
+        account.skip(e.split(": ", 1)[0], e, "unreadable while scoring")
+    account.check("evaluate")
     if not eval_rows:
         raise FakeReasoningError(f"{root}: no image could be evaluated")
     scorer = None
@@ -313,12 +355,13 @@ def _evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLi
         layout=dataset.layout, layout_detected=dataset.detected, sets=evaluated, images=len(eval_rows),
         options=cli, css_encoder=options.css_encoder, seed=options.seed, in_training=in_training)
     metrics = {"mode": metrics["mode"], "run": run, "threshold": threshold, **{k: v for k, v in metrics.items()
-               if k != "mode"}, "intervals": intervals, "warnings": warnings}
+               if k != "mode"}, "intervals": intervals, "warnings": warnings, "data": account.to_dict()}
     notes = list(options.notes)
     if options.perturbations:
         notes.append("Perturbations: " + ", ".join(p.name for p in options.perturbations))
-    if errors:
-        notes.append(f"Skipped {len(errors)} unreadable images.")
+    if account.skips:
+        notes.append(f"Skipped {len(account.skips)} of {account.found} images or files of the data, each named "
+                     "with its reason in metrics.json (`data`).")
     with staged_dir(out_dir) as staged:  # the whole set or the old one: never new metrics beside an old report
         write_report(staged, eval_rows, metrics, options.title, notes)
     return metrics
@@ -326,8 +369,11 @@ def _evaluate(model: Any, root: str | os.PathLike[str], out_dir: str | os.PathLi
 
 def check_output_dir(out_dir: str | os.PathLike[str]) -> None:
     """Refuse an OUT that evaluate must not replace whole: a file, or a folder holding something other
-    than an earlier evaluation (one has metrics.json). Checked before any image is scored."""
+    than an earlier evaluation (one has metrics.json). Checked before any image is scored, after the
+    debris of a run killed during its output swap is cleaned up (the old or the new result put in place)."""
     out = Path(out_dir)
+    for note in recover_staged(out):
+        print(f"fakereasoning: note: {note}", file=sys.stderr)
     if not out.exists():
         return
     if not out.is_dir():

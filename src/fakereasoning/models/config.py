@@ -10,8 +10,19 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from fakereasoning.checks import (
+    ConfigValueError,
+    Limit,
+    above,
+    at_least,
+    between,
+    check_fields,
+    containing,
+    multiple_of,
+    one_of,
+)
 from fakereasoning.errors import FakeReasoningError
 
 CONFIG_NAME = "config.json"
@@ -23,6 +34,10 @@ PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4")
 
 class ModelConfigError(FakeReasoningError):
     """A model directory or config that cannot be used (missing file, unknown key, bad value)."""
+
+
+class ModelConfigValueError(ConfigValueError, ModelConfigError):
+    """A model config value of the wrong type or out of range (`checks.check_fields`)."""
 
 
 @dataclass
@@ -114,31 +129,31 @@ class FakeReasoningConfig:
     fusion_bias_hidden: int = 32  # channels of the 1x1-conv MLP that turns DINO attention into a bias
     fusion_ffn_dim: int = 0  # 0: 4 x the LM width
 
+    _SIZE: ClassVar[Limit] = at_least(1)
+    _WEIGHT: ClassVar[Limit] = at_least(0)
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "lm_weight": _WEIGHT, "cpm_weight": _WEIGHT, "facl_cross_weight": _WEIGHT, "facl_image_weight": _WEIGHT,
+        "facl_text_weight": _WEIGHT, "facl_dim": _SIZE, "facl_init_temperature": above(0),
+        "supcon_temperature": above(0), "fast_prompt_ratio": between(0, 1), "cpm_scale": above(0),
+        "temperature": above(0), "prompt_template": containing("{image}", "{prompt}"), "max_length": _SIZE,
+        "semantic_size": _SIZE, "semantic_grid": _SIZE, "forensic_crop": multiple_of(8),
+        "forensic_crops": _SIZE, "forensic_channels": _SIZE, "forensic_grid": _SIZE, "fusion_heads": _SIZE,
+        "stats_crop": multiple_of(8), "stats_crops": _SIZE, "stats_dropout": between(0, 1, high_open=True),
+        "semantic_view": one_of("resize", "native"), "d_model": _SIZE, "n_layers": _SIZE, "n_heads": _SIZE,
+        "ffn_dim": _SIZE, "vocab_size": at_least(0), "lora_r": at_least(0), "lora_alpha": above(0),
+        "lora_dropout": between(0, 1, high_open=True), "llava_dtype": one_of("float32", "bfloat16", "float16"),
+        "semantic_net": one_of("lite0", "lite1", "lite2"), "infer_crops": _SIZE,
+        "reasoning_mode": one_of(*REASONING_MODES), "precision": one_of(*PRECISIONS),
+        "fusion_dropout": between(0, 1, high_open=True), "fusion_bias_hidden": _SIZE, "fusion_ffn_dim": at_least(0),
+    }
+
     def __post_init__(self) -> None:
-        if self.cpm_scale <= 0:
-            raise ModelConfigError(f"cpm_scale must be > 0, got {self.cpm_scale}")
-        if self.temperature <= 0:
-            raise ModelConfigError(f"temperature must be > 0, got {self.temperature}")
-        if not 0.0 <= self.fast_prompt_ratio <= 1.0:
-            raise ModelConfigError(f"fast_prompt_ratio must lie in [0, 1], got {self.fast_prompt_ratio}")
-        if self.semantic_view not in ("resize", "native"):
-            raise ModelConfigError(f"semantic_view must be 'resize' or 'native', got {self.semantic_view!r}")
-        if self.semantic_net not in ("lite0", "lite1", "lite2"):
-            raise ModelConfigError(f"semantic_net must be lite0, lite1 or lite2, got {self.semantic_net!r}")
-        if self.infer_crops < 1:
-            raise ModelConfigError(f"infer_crops must be at least 1, got {self.infer_crops}")
+        check_fields(self, self.LIMITS, ModelConfigValueError)  # types, finite numbers and ranges: checks.py
+        for name in ("forensic_crop", "stats_crop"):
+            if getattr(self, name) < 8:
+                raise ModelConfigValueError(name, getattr(self, name), "a whole number >= 8 that is a multiple of 8")
         if self.verdict_head and not self.use_stats:
             raise ModelConfigError("verdict_head reads the frozen statistics: it needs use_stats = true")
-        if self.stats_crop % 8:
-            raise ModelConfigError(f"stats_crop must be a multiple of 8, got {self.stats_crop}")
-        if self.forensic_crop % 8:
-            raise ModelConfigError(f"forensic_crop must be a multiple of 8, got {self.forensic_crop}")
-        if self.reasoning_mode not in REASONING_MODES:
-            raise ModelConfigError(f"reasoning_mode must be one of {REASONING_MODES}, got {self.reasoning_mode!r}")
-        if self.precision not in PRECISIONS:
-            raise ModelConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if "{prompt}" not in self.prompt_template or "{image}" not in self.prompt_template:
-            raise ModelConfigError("prompt_template must contain {image} and {prompt}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": CONFIG_SCHEMA, **asdict(self)}
@@ -157,7 +172,7 @@ class FakeReasoningConfig:
             raise ModelConfigError(f"{source}: unknown config keys {unknown}")
         try:
             return cls(**data)
-        except TypeError as exc:
+        except ConfigValueError as exc:
             raise ModelConfigError(f"{source}: {exc}") from None
 
     def replace(self, **overrides: Any) -> FakeReasoningConfig:

@@ -14,8 +14,19 @@ import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from fakereasoning.checks import (
+    ConfigValueError,
+    Limit,
+    above,
+    at_least,
+    between,
+    check_fields,
+    one_of,
+    ordered,
+)
+from fakereasoning.data.account import DEFAULT_ALLOWED_SKIPPED
 from fakereasoning.data.layouts import LAYOUTS
 from fakereasoning.errors import FakeReasoningError
 
@@ -24,11 +35,17 @@ class TrainConfigError(FakeReasoningError):
     """A training config that cannot be used (unknown key, bad value, unreadable file)."""
 
 
+PROBABILITY = between(0, 1)
+FRACTION = between(0, 1, high_open=True)
+POSITIVE, COUNT, NON_NEGATIVE = above(0), at_least(1), at_least(0)
+
+
 @dataclass
 class DataConfig:
     root: str | None = None
     layout: str | None = None  # dataset layout (data.layouts; None: detected)
     allow_absolute_paths: bool = False  # list layout: accept absolute image paths
+    allow_skipped: float = DEFAULT_ALLOWED_SKIPPED  # refuse to train when a larger share of the dataset would be skipped
     val_fraction: float = 0.05  # of the training images, held out to fit the CPM temperature
     max_val_images: int = 512
     jpeg_prob: float = 0.1  # augmentation applied alike to both classes (GENERALIZATION.md)
@@ -57,6 +74,16 @@ class DataConfig:
     head_cache: str | None = None  # the features' .npz (default OUT/head_features.npz; bench/lofo.py's is reusable)
     num_workers: int = 0
 
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "layout": one_of(*LAYOUTS), "allow_skipped": PROBABILITY, "val_fraction": FRACTION, "max_val_images": NON_NEGATIVE,
+        "jpeg_prob": PROBABILITY, "jpeg_quality": ordered(between(0, 100)), "blur_prob": PROBABILITY,
+        "blur_sigma": ordered(NON_NEGATIVE), "resize_prob": PROBABILITY, "resize_scale": ordered(POSITIVE),
+        "real_blur_prob": PROBABILITY, "real_blur_sigma": ordered(NON_NEGATIVE), "num_workers": NON_NEGATIVE,
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.LIMITS)
+
 
 @dataclass
 class OptimConfig:
@@ -68,7 +95,16 @@ class OptimConfig:
     max_steps: int | None = None  # overrides epochs when set
     batch_size: int = 8  # per process, per micro-batch
     grad_accum: int = 1
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0: no clipping
+
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "betas": FRACTION, "warmup_ratio": FRACTION,
+        "epochs": POSITIVE, "max_steps": COUNT, "batch_size": COUNT, "grad_accum": COUNT,
+        "max_grad_norm": NON_NEGATIVE,
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.LIMITS)
 
 
 @dataclass
@@ -81,6 +117,15 @@ class RunConfig:
     mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
     deepspeed_config: str | None = None  # a DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json)
     threads: int | None = None  # torch CPU threads (None: torch's default)
+
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "seed": between(0, 2**32 - 1),  # numpy's legacy seeding (accelerate's set_seed) takes 32 bits
+        "save_every": COUNT, "keep_last": COUNT, "log_every": COUNT,
+        "mixed_precision": one_of("no", "bf16", "fp16"), "threads": COUNT,
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.LIMITS)
 
 
 @dataclass
@@ -95,21 +140,36 @@ class TrainConfig:
 
 
 _SECTIONS = {"data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+TRAIN_ONLY_MODEL_KEYS = {"init_from": str}  # [model] keys that are not FakeReasoningConfig fields
 
 
-def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
-    kinds = {f.name: f.type for f in fields(cls)}
-    if key not in kinds:
-        raise TrainConfigError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(kinds))})")
-    hint = str(kinds[key])
-    if "tuple" in hint and isinstance(value, list | tuple):
-        return tuple(value)
-    if hint.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
+def _check_keys(cls: type, section: dict[str, Any], source: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise TrainConfigError(f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def _check_model(model: dict[str, Any], source: str) -> None:
+    """The [model] table: FakeReasoningConfig's own checks (types, ranges) on its keys, before any work."""
+    from fakereasoning.models.config import FakeReasoningConfig
+
+    values = {k: v for k, v in model.items() if k not in TRAIN_ONLY_MODEL_KEYS}
+    _check_keys(FakeReasoningConfig, values, f"{source} [model]")
+    for key, kind in TRAIN_ONLY_MODEL_KEYS.items():
+        if key in model and not isinstance(model[key], kind):
+            raise TrainConfigError(f"{source}: {ConfigValueError(f'model.{key}', model[key], 'text')}")
+    try:
+        FakeReasoningConfig(**values)
+    except ConfigValueError as exc:
+        raise TrainConfigError(f"{source}: {exc.within('model.')}") from None
+    except FakeReasoningError as exc:  # a check across keys (e.g. the prompt template's placeholders)
+        raise TrainConfigError(f"{source}: [model]: {exc}") from None
 
 
 def from_dict(data: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A TrainConfig from parsed TOML (and overrides). Every value is checked by its dataclass (types,
+    ranges, finite numbers): a bad one is a `TrainConfigError` naming SOURCE, the key and the value."""
     unknown = sorted(set(data) - {"model", *_SECTIONS})
     if unknown:
         raise TrainConfigError(f"{source}: unknown section(s) {unknown}")
@@ -118,35 +178,17 @@ def from_dict(data: dict[str, Any], source: str = "config") -> TrainConfig:
         if not isinstance(data["model"], dict):
             raise TrainConfigError(f"{source}: [model] must be a table")
         cfg.model = {**cfg.model, **data["model"]}
+        _check_model(cfg.model, source)
     for name, cls in _SECTIONS.items():
         section = data.get(name, {})
         if not isinstance(section, dict):
             raise TrainConfigError(f"{source}: [{name}] must be a table")
-        values = {k: _coerce(cls, k, v, f"{source} [{name}]") for k, v in section.items()}
+        _check_keys(cls, section, f"{source} [{name}]")
         try:
-            setattr(cfg, name, cls(**{**asdict(getattr(cfg, name)), **values}))
-        except TypeError as exc:
-            raise TrainConfigError(f"{source}: [{name}]: {exc}") from None
-    validate(cfg, source)
+            setattr(cfg, name, cls(**{**asdict(getattr(cfg, name)), **section}))
+        except ConfigValueError as exc:
+            raise TrainConfigError(f"{source}: {exc.within(name + '.')}") from None
     return cfg
-
-
-def validate(cfg: TrainConfig, source: str) -> None:
-    o, d, r = cfg.optim, cfg.data, cfg.run
-    checks = [
-        (o.lr > 0, "optim.lr must be > 0"),
-        (o.batch_size >= 1 and o.grad_accum >= 1, "optim.batch_size and optim.grad_accum must be >= 1"),
-        (0 <= o.warmup_ratio < 1, "optim.warmup_ratio must lie in [0, 1)"),
-        (o.max_steps is None or o.max_steps >= 1, "optim.max_steps must be >= 1"),
-        (o.epochs > 0, "optim.epochs must be > 0"),
-        (0 <= d.val_fraction < 1, "data.val_fraction must lie in [0, 1)"),
-        (r.save_every >= 1 and r.keep_last >= 1, "run.save_every and run.keep_last must be >= 1"),
-        (r.mixed_precision in ("no", "bf16", "fp16"), "run.mixed_precision must be no, bf16 or fp16"),
-        (d.layout is None or d.layout in LAYOUTS, f"data.layout must be one of {', '.join(LAYOUTS)}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise TrainConfigError(f"{source}: {message}")
 
 
 def _parse_value(text: str) -> Any:

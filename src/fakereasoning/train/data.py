@@ -14,15 +14,25 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from fakereasoning.data.cot import build_conversations, conversation_for, conversation_to_record
+from fakereasoning.data.account import (
+    DEFAULT_ALLOWED_SKIPPED,
+    DataAccount,
+    charge_problems,
+    evaluation_problems,
+    is_reasoning_problem,
+    skip_undecodable,
+    training_problems,
+)
+from fakereasoning.data.cot import conversation_for, conversation_to_record, has_findings
 from fakereasoning.data.layouts import Dataset, load_dataset
-from fakereasoning.data.mmfr import COT_FILE
+from fakereasoning.data.mmfr import COT_FILE, EVAL_DIR, REASONING_SUFFIX, ImageRecord, conversation_problems
 from fakereasoning.errors import FakeReasoningError, ImageLoadError
-from fakereasoning.fsio import UnsafePathError, safe_join
+from fakereasoning.fsio import UnsafePathError, check_relative
 from fakereasoning.imageio import load_image
 from fakereasoning.schema import Label, fast_answer
 from fakereasoning.train.config import DataConfig
@@ -44,53 +54,129 @@ def _held_out(key: str, fraction: float) -> bool:
     return (h / 2**64) < fraction
 
 
-def _mmfr_examples(dataset: Dataset) -> list[TrainExample]:
-    """Conversations from forgery_reasoning_cot.json when it exists (as released), else built from the
-    training parts' reasoning JSON."""
-    root, index = dataset.root, dataset.index
-    unreadable = [p for p in index.problems if p.path == COT_FILE and p.severity == "error"]
-    if index.conversations is None and unreadable:  # never fall back silently from a broken file
-        raise FakeReasoningError(f"{Path(root) / COT_FILE}: {unreadable[0].message}")
-    records = {r.key: r for r in index.train}
-    entries = index.conversations if index.conversations is not None else build_conversations(index)
-    examples: list[TrainExample] = []
-    skipped = 0
-    for entry in entries:
-        try:
+@dataclass
+class TrainingData:
+    """What `train` uses: the training and held-out examples, the calibration images (when set), and the
+    account of what the dataset holds against what is used."""
+
+    train: list[TrainExample]
+    held: list[TrainExample]
+    calibration: list[TrainExample] | None
+    account: DataAccount
+
+
+def _entry_key(entry: Any) -> str | None:
+    """The ROOT-relative key a conversation names (as `conversation_problems` reads it), or None."""
+    image = entry.get("image") if isinstance(entry, dict) else None
+    try:
+        return check_relative(image).as_posix() if isinstance(image, str) else None
+    except UnsafePathError:
+        return None
+
+
+def _conversation_examples(dataset: Dataset, account: DataAccount, charged: set[str]) -> list[TrainExample]:
+    """Examples from forgery_reasoning_cot.json, as released. The label is the image's, from its folder:
+    a conversation that concludes otherwise is skipped with both named, never trained under its own."""
+    index, records = dataset.index, {r.key: r for r in dataset.index.train}
+    images = index.by_key()
+    good: dict[str, list[TrainExample]] = {}
+    bad: dict[str, list[tuple[str, str, str]]] = {}  # image -> (item, reason, kind) of its unusable conversations
+    for i, entry in enumerate(index.conversations or []):
+        item = f"{COT_FILE} entry {i}"
+        key = _entry_key(entry)
+        record = records.get(key) if key else None
+        problems = conversation_problems(entry, images, dataset.root)
+        if key in images and record is None:
+            problems = [f"image {key!r} is not a training image (it is in {EVAL_DIR}/)", *problems]
+        if not problems:
             conv = conversation_to_record(entry)
-            path = safe_join(root, conv.image)
-        except (ValueError, UnsafePathError):
-            skipped += 1
+            good.setdefault(record.key, []).append(  # type: ignore[union-attr]
+                TrainExample(record.key, record.path, record.label, conv.answer, "mix", record.set))  # type: ignore[union-attr]
             continue
-        record = records.get(conv.image)
-        label = conv.label or (record.label if record else None)
-        if label is None or not path.is_file():
-            skipped += 1
+        reason = f"{item}: {'; '.join(problems)}"
+        if record is None:
+            if key not in charged:  # else that image's own skip says what is wrong with it
+                account.skip(item, reason, "unusable conversation", COT_FILE)
             continue
-        examples.append(TrainExample(conv.image, path, label, conv.answer, "mix", record.set if record else ""))
-    if skipped:
-        source = Path(root) / COT_FILE if index.conversations is not None else root
-        print(f"fakereasoning: warning: skipped {skipped} unusable training conversations of {source} "
-              "(`fakereasoning data validate` lists them)", file=sys.stderr)
-    if not examples:
-        raise FakeReasoningError(f"{root}: no training conversations (run `fakereasoning data to-cot`)")
+        try:
+            disagrees = conversation_to_record(entry).label not in (None, record.label)
+        except ValueError:  # no answer to read a conclusion from
+            disagrees = False
+        bad.setdefault(record.key, []).append(
+            (item, reason, "conversation disagrees with the folder's label" if disagrees else "unusable conversation"))
+    examples: list[TrainExample] = []
+    for record in dataset.index.train:
+        if record.key in charged:
+            continue
+        problems = bad.get(record.key, [])
+        if record.key in good:  # a further, unusable conversation of a trained image is an item of its own
+            examples.extend(good[record.key])
+            account.use(record)
+        elif not problems:
+            account.skip(record.key, f"no conversation for it in {COT_FILE} (`fakereasoning data to-cot` "
+                         "writes one per annotated image)", "no conversation", record.set, record.label)
+        else:
+            item, reason, kind = problems[0]
+            account.skip(record.key, reason, kind, record.set, record.label)
+            problems = problems[1:]
+        for item, reason, kind in problems:
+            account.skip(item, reason, kind, COT_FILE)
     return examples
 
 
-def _layout_examples(dataset: Dataset, verbose: bool) -> list[TrainExample]:
-    train = dataset.index.train
-    if not train:
+def _annotation_examples(dataset: Dataset, account: DataAccount, charged: set[str]) -> list[TrainExample]:
+    """Examples built from the training parts' reasoning JSON (no conversations file), as `data to-cot`
+    would write them; an image without a finding has no reasoning to teach and is skipped, named."""
+    examples = []
+    for r in dataset.index.train:
+        if r.key in charged:
+            continue
+        if not has_findings(r):
+            json_name = f"{r.set}/{r.set}{REASONING_SUFFIX}"
+            why = (f"no annotation in {json_name}" if (dataset.root / json_name).is_file()
+                   else f"training part {r.set!r} has no {json_name}") if r.attributes is None else \
+                f"its annotation in {json_name} states no finding (every attribute is null)"
+            account.skip(r.key, f"{r.key}: {why}", "no annotation", r.set, r.label)
+            continue
+        answer = conversation_for(r)["conversations"][1]["value"]
+        examples.append(TrainExample(r.key, r.path, r.label, answer, "mix", r.set))
+        account.use(r)
+    return examples
+
+
+def _mmfr_charges(dataset: Dataset, account: DataAccount) -> set[str]:
+    """Charge the training errors `data validate` reports to the images they concern (their keys)."""
+    root, index = dataset.root, dataset.index
+    unreadable = [p for p in index.problems if p.path == COT_FILE and p.severity == "error" and p.image is None
+                  and not p.message.startswith("entry ")]
+    if index.conversations is None and unreadable:  # never fall back silently from a broken file
+        raise FakeReasoningError(f"{Path(root) / COT_FILE}: {unreadable[0].message}")
+    problems = [p for p in training_problems(index) if p.path != COT_FILE]  # entries: _conversation_examples
+    if index.conversations is not None:  # the conversations carry the text: the reasoning JSON is not read
+        unused = [p for p in problems if is_reasoning_problem(p)]
+        account.notes += [f"{p.path}: {p.message} (not used for training: the conversations of {COT_FILE} are)"
+                          for p in unused]
+        problems = [p for p in problems if not is_reasoning_problem(p)]
+    return charge_problems(index, problems, index.train, account, "train")
+
+
+def _layout_examples(dataset: Dataset, account: DataAccount, charged: set[str], verbose: bool
+                     ) -> list[TrainExample]:
+    if not dataset.index.train:
         where = " (GenImage: <gen>/train/{ai,nature}; lists: a split column with train)" if dataset.layout in (
             "genimage", "list") else ""
         raise FakeReasoningError(f"{dataset.root}: no training images in this {dataset.layout} layout{where}; "
                                  "ForenSynths, Synthbuster and plain folders are read as evaluation sets")
     examples = []
-    for r in train:
-        if r.attributes and any(r.attributes.values()):
+    for r in dataset.index.train:
+        if r.key in charged:
+            continue
+        if has_findings(r):
             answer = conversation_for(r)["conversations"][1]["value"]
             examples.append(TrainExample(r.key, r.path, r.label, answer, "mix", r.set))
         else:
             examples.append(TrainExample(r.key, r.path, r.label, fast_answer(r.label), "fast", r.set))
+        account.use(r)
     fast = sum(e.kind == "fast" for e in examples)
     if fast and verbose:
         print(f"fakereasoning: note: {fast} of {len(examples)} training images have no reasoning annotation "
@@ -99,30 +185,64 @@ def _layout_examples(dataset: Dataset, verbose: bool) -> list[TrainExample]:
     return examples
 
 
-def calibration_examples(root: str | Path, set_name: str, layout: str | None = None) -> list[TrainExample]:
-    """The images of evaluation set SET_NAME, to fit the CPM temperature on a generator the model never
-    saw (held-out images of the training generators would make p(fake) look better calibrated than it is
-    on unseen sources)."""
-    dataset = load_dataset(root, layout)
+def _calibration_records(dataset: Dataset, set_name: str) -> list[ImageRecord]:
     records = dataset.index.evaluation_sets.get(set_name)
     if not records:
         known = ", ".join(sorted(dataset.index.evaluation_sets)) or "none"
-        raise FakeReasoningError(f"{root}: no evaluation set {set_name!r} to calibrate on (sets: {known})")
-    return [TrainExample(r.key, r.path, r.label, "", "fast", set_name) for r in records]
+        raise FakeReasoningError(f"{dataset.root}: no evaluation set {set_name!r} to calibrate on (sets: {known})")
+    return records
 
 
-def load_examples(root: str | Path, val_fraction: float, layout: str | None = None, allow_absolute: bool = False,
-                  verbose: bool = True) -> tuple[list[TrainExample], list[TrainExample]]:
-    """(train, held-out) examples of the dataset's training split."""
+def load_training_data(root: str | Path, val_fraction: float, layout: str | None = None, allow_absolute: bool = False,
+                       verbose: bool = True, allowed_skipped: float = DEFAULT_ALLOWED_SKIPPED,
+                       calibration_set: str | None = None) -> TrainingData:
+    """The examples of the dataset's training split (and the calibration set's images), after every image
+    is checked: labelled by its folder, annotated where the layout asks for it, decodable. Prints the
+    account (VERBOSE) and raises `DataRefused` when more than ALLOWED_SKIPPED of it would be skipped.
+
+    MMFR trains on its conversations (forgery_reasoning_cot.json, as released) or, without that file, on
+    conversations built from the training parts' reasoning JSON; the other layouts on their labels."""
     dataset = load_dataset(root, layout, allow_absolute)
     if verbose:
         print(f"fakereasoning: data: {dataset.describe()}", file=sys.stderr)
-    examples = _mmfr_examples(dataset) if dataset.layout == "mmfr" else _layout_examples(dataset, verbose)
+    index = dataset.index
+    account = DataAccount("training", str(dataset.root), allowed=allowed_skipped)
+    charged = _mmfr_charges(dataset, account) if dataset.layout == "mmfr" else set()
+    calibration: list[ImageRecord] = []
+    if calibration_set:  # its images and labels are used, not its references
+        calibration = _calibration_records(dataset, calibration_set)
+        problems = [p for p in evaluation_problems(index, [calibration_set]) if not is_reasoning_problem(p)]
+        charged |= charge_problems(index, problems, calibration, account, "eval")
+    candidates = [r for r in [*index.train, *calibration] if r.key not in charged]
+    charged |= skip_undecodable(candidates, account, progress=verbose)
+    if dataset.layout != "mmfr":
+        examples = _layout_examples(dataset, account, charged, verbose)
+    elif index.conversations is not None:
+        examples = _conversation_examples(dataset, account, charged)
+    else:
+        examples = _annotation_examples(dataset, account, charged)
+    cal = None
+    if calibration_set:
+        cal = [TrainExample(r.key, r.path, r.label, "", "fast", r.set) for r in calibration if r.key not in charged]
+        for r in calibration:
+            if r.key not in charged:
+                account.use(r)
+    if verbose:
+        account.print()
+    account.check("train")
     train = [e for e in examples if not _held_out(e.image, val_fraction)]
     held = [e for e in examples if _held_out(e.image, val_fraction)]
     if not train:
         raise FakeReasoningError(f"{root}: every training image fell in the held-out split")
-    return train, held
+    return TrainingData(train, held, cal, account)
+
+
+def load_examples(root: str | Path, val_fraction: float, layout: str | None = None, allow_absolute: bool = False,
+                  verbose: bool = True, allowed_skipped: float = DEFAULT_ALLOWED_SKIPPED
+                  ) -> tuple[list[TrainExample], list[TrainExample]]:
+    """(train, held-out) examples of the dataset's training split (`load_training_data`)."""
+    data = load_training_data(root, val_fraction, layout, allow_absolute, verbose, allowed_skipped)
+    return data.train, data.held
 
 
 def seen_sets(root: str | Path, examples: list[TrainExample]) -> list[str]:

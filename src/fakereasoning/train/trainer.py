@@ -36,9 +36,8 @@ from fakereasoning.train.config import TrainConfig
 from fakereasoning.train.data import (
     Schedule,
     TrainExample,
-    calibration_examples,
-    load_examples,
     load_sample,
+    load_training_data,
     seen_sets,
 )
 
@@ -138,6 +137,43 @@ def evidence_answer(example: TrainExample, image: Any) -> str:
     return format_cot(example.label, attributes, caption)
 
 
+class NonFiniteTraining(FakeReasoningError):
+    """A loss or gradient norm that is NaN or infinite: the step is not taken, training stops."""
+
+
+def _stop_if_not_finite(accelerator: Any, step: int, stats: dict[str, float], grad_norm: Any,
+                        ckpt_dir: Path) -> None:
+    """Raise before the optimizer step when this step's loss (on any process) or gradient norm is not
+    finite: one more step would write NaN weights into the next checkpoint and the final model. Every
+    process takes the same decision (the flags are summed over processes), so none waits for ever."""
+    losses = {k: stats[k] for k in ("loss", "lm_loss", "cpm_loss", "facl_loss")}
+    norm = None if grad_norm is None else float(grad_norm)
+    local = not all(math.isfinite(v) for v in losses.values())
+    flags = torch.tensor([float(local), float(norm is not None and not math.isfinite(norm))],
+                         device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flags = accelerator.reduce(flags, reduction="sum")
+    bad_loss, bad_norm = bool(flags[0] > 0), bool(flags[1] > 0)
+    if not (bad_loss or bad_norm):
+        return
+    if bad_loss:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        what = f"non-finite loss ({shown}{'' if local else ' here; not finite on another process'})"
+    else:
+        what = f"non-finite gradient norm ({norm:g})"
+    kept = list_checkpoints(ckpt_dir)
+    last = (f"the last good checkpoint is {kept[-1]}" if kept
+            else "no checkpoint was written yet")
+    raise NonFiniteTraining(f"step {step}: {what}: training stopped before the update; {last}; lower "
+                            "optim.lr or raise optim.warmup_ratio, or check the data")
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One metrics.jsonl line, always valid JSON: a non-finite number is written as null, never NaN."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    return json.dumps(clean, allow_nan=False) + "\n"
+
+
 def _truncate_log(path: Path, last_step: int) -> None:
     """On resume, drop log lines written after the checkpoint we resume from."""
     if not path.is_file():
@@ -220,10 +256,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
     if resume and latest is None and accelerator.is_main_process:
         print(f"fakereasoning: no checkpoint in {ckpt_dir}: starting from scratch", file=sys.stderr)
 
-    train_ex, held = load_examples(cfg.data.root, cfg.data.val_fraction, cfg.data.layout,
-                                   cfg.data.allow_absolute_paths, verbose=accelerator.is_main_process)
-    calibration = (calibration_examples(cfg.data.root, cfg.data.calibration_set, cfg.data.layout)
-                   if cfg.data.calibration_set else None)  # checked now, used after training
+    data = load_training_data(cfg.data.root, cfg.data.val_fraction, cfg.data.layout, cfg.data.allow_absolute_paths,
+                              verbose=accelerator.is_main_process, allowed_skipped=cfg.data.allow_skipped,
+                              calibration_set=cfg.data.calibration_set)  # checked now, before any model work
+    train_ex, held, calibration = data.train, data.held, data.calibration
     model = _build_model(cfg, train_ex, held, out, accelerator, latest, progress)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -266,8 +302,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
                 pred = (output.prob_fake[valid] >= 0.5).long()
                 stats["cpm_correct"] += float((pred == batch["cpm_labels"].to(pred.device)[valid]).sum())
                 stats["cpm_n"] += float(valid.sum())
-        if cfg.optim.max_grad_norm and accelerator.sync_gradients:
-            accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
+        grad_norm = None
+        if accelerator.sync_gradients:  # max_norm inf: the norm is measured (and checked) without clipping
+            grad_norm = accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm or math.inf)
+        _stop_if_not_finite(accelerator, step + 1, stats, grad_norm, ckpt_dir)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -285,7 +323,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
             if running.get("cpm_n"):
                 record["cpm_acc"] = running["cpm_correct"] / running["cpm_n"]
             with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+                fh.write(json_line(record))
             running = {}
         if done % cfg.run.save_every == 0 or done == total:
             accelerator.wait_for_everyone()
@@ -321,5 +359,6 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool) -> TrainResult | None
         "model_dir": str(model_dir), "pid": os.getpid(), "data_root": cfg.data.root,
         "fast_only_images": sum(e.kind == "fast" for e in train_ex),
         "seen_sets": seen_sets(cfg.data.root, train_ex + held),
+        "data": data.account.to_dict(),  # what the dataset holds, what was used, every skip and why
     })
     return TrainResult(model_dir, total, seconds, temperature, heldout)
