@@ -418,6 +418,34 @@ def finetune_entry(acts: np.ndarray, early: np.ndarray, rows: np.ndarray, items:
     return out
 
 
+def model_entry(model_dir: Path, examples: list[Any], items: list[Item], folds_item: np.ndarray, n_folds: int,
+                work: Path, log: Any) -> list[FoldOutput]:
+    """A saved model scored as it is (no refit): its fast-mode margin on every held-out native crop."""
+    from fakereasoning.imageio import load_image
+    from fakereasoning.infer import load_model
+
+    cache = work / f"model-{model_dir.name}.npz"
+    test = [it.index for it in items if folds_item[it.index] >= 0 and it.native]
+    if cache.is_file():
+        with np.load(cache) as d:
+            scores = dict(zip(d["idx"].tolist(), d["m"].tolist(), strict=True))
+    else:
+        model = load_model(model_dir, crops=1)
+        model.config = model.config.replace(temperature=1.0, cpm_bias=0.0)
+        scores = {}
+        t0 = time.time()
+        for s in range(0, len(test), 32):
+            chunk = test[s : s + 32]
+            p = np.clip(np.array(model.fast_probabilities([load_image(examples[i].path, name=examples[i].image)
+                                                          for i in chunk])), 1e-7, 1 - 1e-7)
+            scores.update(zip(chunk, (np.log(p) - np.log1p(-p)).tolist(), strict=True))
+            if s % 3200 == 0:
+                log(f"{model_dir.name}: {s}/{len(test)} ({time.time() - t0:.0f} s)")
+        _save(cache, idx=np.array(list(scores)), m=np.array(list(scores.values())))
+    return [FoldOutput({"native": {i: scores[i] for i in test if folds_item[i] == k}}, {}, None, None)
+            for k in range(n_folds)]
+
+
 def fuse(a: list[FoldOutput], b: list[FoldOutput], items: list[Item]) -> list[FoldOutput]:
     """Per fold k, a logistic fusion of two entries' native logits, its weights fitted on the other folds'
     out-of-fold logits (cross-fitted, as the calibration)."""
@@ -581,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-steps", type=int, default=400, help="training steps per fold of each trained baseline")
     ap.add_argument("--finetune", type=float, default=0.0, metavar="EPOCHS",
                     help="also fine-tune EfficientNet-Lite0's last stages per fold for EPOCHS (from cached activations)")
+    ap.add_argument("--reference", type=Path, action="append", default=[], metavar="MODEL_DIR",
+                    help="also score a saved model as it is (no refit), e.g. the previous default")
     ap.add_argument("--quick", action="store_true", help="a few hundred images, 100 resamples: a smoke run")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -672,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
         entries.append(summarise(kind, outs, items, folds_item, plan, args.resamples, args.seed))
         v = entries[-1]["crossfit"].get("native", {})
         log(f"{kind}: native mean AUC {v.get('mean_auc', float('nan')):.3f}, bal. acc {v.get('mean_bal_acc', float('nan')):.3f}")
+    for ref in args.reference:
+        outs = model_entry(ref, examples, items, folds_item, plan.n_folds, work, log)
+        entries.append(summarise(f"reference:{ref.name}", outs, items, folds_item, plan, args.resamples, args.seed))
     if args.finetune:
         acts, early, frows = stage_cache(examples, cfg.data, crop, head_views, work / "last-stages-lite0.npz", log)
         outs = finetune_entry(acts, early, frows, items, folds_item, plan.n_folds, 0.2 if args.quick else args.finetune, log)
