@@ -79,6 +79,8 @@ class MirrorReader:
     def read(self, repo: str, commit: str, path: str) -> bytes:
         if repo not in self._repos:
             git_dir = mirror_dir(self.mirror, repo)
+            if not (git_dir / "objects").is_dir() and (git_dir / ".git" / "objects").is_dir():
+                git_dir = git_dir / ".git"  # a snapshot that came as a working copy's git folder
             self._repos[repo] = _CatFile(git_dir) if (git_dir / "objects").is_dir() else None
         cat = self._repos[repo]
         if cat is None:

@@ -106,7 +106,7 @@ def plan_crops(rng: random.Random, width: int, height: int, count: int, lossy: b
     for k in range(min(max(1, count), len(native))):
         scale = 1.0
         if recipe.rescale_prob and rng.random() < recipe.rescale_prob:
-            scale = _draw_scale(rng, width, height, recipe)
+            scale = round(_draw_scale(rng, width, height, recipe), 4)  # as stored in the plan and rendered
             sw, sh = scaled_size(width, height, scale)
             cells = _grid(rng, sw, sh, c) if min(sw, sh) >= c else []
             x, y = cells[0] if cells else native[k]
@@ -115,7 +115,7 @@ def plan_crops(rng: random.Random, width: int, height: int, count: int, lossy: b
         else:
             x, y = native[k]
         jpeg = rng.randint(*recipe.jpeg_quality) if rng.random() < recipe.jpeg_prob else None
-        plans.append(CropPlan(x, y, web, jpeg, round(scale, 4)))
+        plans.append(CropPlan(x, y, web, jpeg, scale))
     return plans
 
 
