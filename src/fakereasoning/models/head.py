@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_LAMBDAS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+DEFAULT_LAMBDAS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 class HeadError(ValueError):
