@@ -1,7 +1,8 @@
 """`make demo`: the main job on the shipped default model, end to end, in a few minutes.
 
-1. validates a small MMFR-layout demo set (real photos and fakes from generators, none of them seen in the
-   shipped model's training: they come from the evaluation split of MMFR-Local, split by source photo);
+1. validates a small MMFR-layout demo set (real photos and fakes from six locally trained generator
+   families; no image of it is in the shipped model's training data: they come from the evaluation split of
+   MMFR-Local, split by source photo; three of the six families trained the model, three did not);
 2. runs `detect` in full mode on a few of its images and prints the verdicts with their reasoning;
 3. evaluates the shipped model on the whole demo set (fast mode, plus full mode on a few images per class)
    and names the report it wrote;
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         public = _pick(Path(args.public), args.per_set)
         _step(f"4/4 real-world generators: fakereasoning detect --mode full on {len(public)} MMFR-Public held-out images")
         cli_main(["detect", *public, *model, "--mode", "full", "--batch-size", "8"])
+    elif args.public is not None:
+        print(f"\n(4/4 skipped: {args.public} has no evaluation sets; an MMFR-Public build made with --splits all "
+              "trained the shipped model on every family, so none of its images is held out; build with "
+              "--splits heldout to see held-out generator images)")
     else:
         print("\n(4/4 skipped: pass --public DIR or set FAKEREASONING_PUBLIC to an MMFR-Public build to see "
               "real-world generator images; the project ships none of those third-party images)")
