@@ -195,8 +195,8 @@ class FoldOutput:
 
 def run_entry(name: str, x_train: np.ndarray, rows: np.ndarray, items: list[Item], folds_item: np.ndarray,
               n_folds: int, views: dict[str, dict[int, np.ndarray]], web: dict[str, np.ndarray],
-              head_views: int, kind: str, log: Any) -> list[FoldOutput]:
-    """Fit per outer fold and score its items in every view."""
+              head_views: int, kind: str, log: Any, weight: np.ndarray | None = None) -> list[FoldOutput]:
+    """Fit per outer fold and score its items in every view. `weight`: per-row weights of the head's fit."""
     from fakereasoning.models.head import cross_validate, fit_head
 
     y_rows = np.array([items[i].label for i in rows[:, 0]])
@@ -207,15 +207,16 @@ def run_entry(name: str, x_train: np.ndarray, rows: np.ndarray, items: list[Item
         t0 = time.time()
         train = keep & (fold_rows != k)
         xt, yt, ft, vt = x_train[train], y_rows[train], fold_rows[train], rows[train, 1]
+        wt = None if weight is None else weight[train]
         nested = None
         lam = None
         if kind == "head":
-            inner = np.where(ft == k, -2, ft)  # (ft never equals k here)
-            cv = cross_validate(xt, yt, inner)
+            inner = ft  # fold k is not in the training rows: the inner folds are the others
+            cv = cross_validate(xt, yt, inner, weight=wt)
             lam = cv.lam
             sel = (inner >= 0) & (vt == 0)
             nested = platt(cv.oof[sel], yt[sel])
-            model = fit_head(xt, yt, lam)
+            model = fit_head(xt, yt, lam, wt)
             score = model.logits
         else:  # univfd: logistic regression probe (balanced classes)
             from sklearn.linear_model import LogisticRegression
@@ -621,9 +622,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from fakereasoning.evaluate.perturb import compose, parse_perturbation
+    from fakereasoning.models.head import group_weights
     from fakereasoning.models.statistics import StatisticsExtractor
     from fakereasoning.train.config import load_config
-    from fakereasoning.train.head import extract, fold_plan
+    from fakereasoning.train.head import balance_group, extract, fold_plan
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -677,6 +679,10 @@ def main(argv: list[str] | None = None) -> int:
     x0, rows0, views0, web0 = feats["lite0"]
     runs = [("fakereasoning", x0, rows0, views0, web0, head_views, "head"),
             ("fakereasoning-1view", x0, rows0, {"native": views0["native"]}, {}, 1, "head")]
+    if cfg.data.head_balance == "rows":  # the other balance, as a measured variant
+        runs.append(("fakereasoning-group-balanced", x0, rows0, {"native": views0["native"]}, {}, head_views, "head"))
+    else:
+        runs.append(("fakereasoning-row-weighted", x0, rows0, {"native": views0["native"]}, {}, head_views, "head"))
     final = slice(x0.shape[1] - 2 * 1280, x0.shape[1] - 1280)  # the head level's means: pooled final features
     runs.append(("univfd", x0[:, final], rows0, {v: {i: f[final] for i, f in d.items()} for v, d in views0.items()},
                  {s: f[final] for s, f in web0.items()}, 1, "probe"))
@@ -688,8 +694,11 @@ def main(argv: list[str] | None = None) -> int:
                 both = {v: {i: np.r_[views0[v][i], views[v][i]] for i in views[v] if i in views0.get(v, {})} for v in views}
                 runs.append((f"fakereasoning-lite0+{net}", np.c_[x0, x], rows0, both, {}, head_views, "head"))
     fold_outputs: dict[str, list[FoldOutput]] = {}
+    groups = group_weights([balance_group(e) for e in examples])
     for name, x, rows, views, web, hv, kind in runs:
-        outs = run_entry(name, x, rows, items, folds_item, plan.n_folds, views, web, hv, kind, log)
+        balanced = (cfg.data.head_balance == "groups") != name.endswith(("group-balanced", "row-weighted"))
+        weight = groups[rows[:, 0]] if balanced and kind == "head" else None
+        outs = run_entry(name, x, rows, items, folds_item, plan.n_folds, views, web, hv, kind, log, weight)
         fold_outputs[name] = outs
         entries.append(summarise(name, outs, items, folds_item, plan, args.resamples, args.seed))
         v = entries[-1].get("nested", entries[-1]["crossfit"]).get("native", {})

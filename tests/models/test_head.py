@@ -79,3 +79,22 @@ def test_crossfit_calibration_never_reads_its_own_fold() -> None:
 def test_mean_by_group_averages_crops_per_image() -> None:
     means, keys = mean_by_group(np.array([1.0, 3.0, 5.0, -1.0]), ["a", "a", "b", "c"])
     assert keys == ["a", "b", "c"] and means.tolist() == [2.0, 5.0, -1.0]
+
+
+def test_group_weights_give_every_group_one_share_and_cap_small_groups() -> None:
+    from fakereasoning.models.head import group_weights
+
+    groups = ["big"] * 400 + ["mid"] * 200 + ["tiny"] * 5
+    w = group_weights(groups, minimum=100)
+    assert np.isclose(w.mean(), 1.0)
+    share = {g: w[np.array(groups) == g].sum() for g in ("big", "mid", "tiny")}
+    assert np.isclose(share["big"], share["mid"]) and np.isclose(share["tiny"], share["big"] * 5 / 100)
+
+
+def test_weighted_moments_equal_repeated_rows() -> None:
+    x, y = _data(n=60)
+    w = np.where(np.arange(60) < 20, 2.0, 1.0)
+    repeated = np.r_[np.arange(60), np.arange(20)]
+    a = fit_head(x, y, 0.1, w)
+    b = fit_head(x[repeated], y[repeated], 0.1)
+    assert np.allclose(a.weight, b.weight) and np.isclose(a.bias, b.bias)

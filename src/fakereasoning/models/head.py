@@ -43,15 +43,18 @@ class Moments:
         return cls(np.zeros(2), np.zeros((2, dim)), np.zeros((2, dim, dim)))
 
     @classmethod
-    def of(cls, x: np.ndarray, y: np.ndarray) -> Moments:
+    def of(cls, x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Moments:
+        """`weight`: per-row weights (e.g. `group_weights`); None: every row counts once."""
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y).astype(int).reshape(-1)
+        w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
         m = cls.zeros(x.shape[1])
         for c in (0, 1):
-            xc = x[y == c]
-            m.n[c] = len(xc)
-            m.s[c] = xc.sum(0)
-            m.q[c] = xc.T @ xc
+            sel = y == c
+            xc, wc = x[sel], w[sel]
+            m.n[c] = wc.sum()
+            m.s[c] = wc @ xc
+            m.q[c] = (xc * wc[:, None]).T @ xc
         return m
 
     def __add__(self, other: Moments) -> Moments:
@@ -91,8 +94,23 @@ def fit_from_moments(m: Moments, lam: float) -> LinearHead:
     return LinearHead(weight, float(-mu @ weight), lam)
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, lam: float) -> LinearHead:
-    return fit_from_moments(Moments.of(x, y), lam)
+def fit_head(x: np.ndarray, y: np.ndarray, lam: float, weight: np.ndarray | None = None) -> LinearHead:
+    return fit_from_moments(Moments.of(x, y, weight), lam)
+
+
+MIN_GROUP_ROWS = 100
+
+
+def group_weights(groups: Sequence[object], minimum: int = MIN_GROUP_ROWS) -> np.ndarray:
+    """Per-row weights under which every group (a fake family, a real source) weighs the same, groups
+    smaller than `minimum` rows counted as that many (so a handful of images never outweighs a family),
+    scaled to a mean of 1. Why: generator diversity, not the volume of one family, is what transfers."""
+    keys = list(groups)
+    counts: dict[object, int] = {}
+    for g in keys:
+        counts[g] = counts.get(g, 0) + 1
+    w = np.array([1.0 / max(counts[g], minimum) for g in keys])
+    return w * (len(w) / w.sum()) if len(w) else w
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -113,20 +131,18 @@ class CrossValidation:
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, folds: np.ndarray,
-                   lambdas: Sequence[float] = DEFAULT_LAMBDAS, moments: list[Moments] | None = None,
-                   always: Moments | None = None) -> CrossValidation:
+                   lambdas: Sequence[float] = DEFAULT_LAMBDAS, weight: np.ndarray | None = None
+                   ) -> CrossValidation:
     """For each fold k >= 0: fit on everything else (fold -1 = always in training), score fold k.
-
-    `moments`/`always` may be passed in when the caller already summed them (nested use by the bench)."""
+    `weight`: per-row weights of the fits (the scores are per row, unweighted)."""
     y = np.asarray(y).astype(int)
     folds = np.asarray(folds)
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
     ids = sorted(int(k) for k in set(folds.tolist()) if k >= 0)
     if len(ids) < 2:
         raise HeadError("cross-validation needs at least two folds")
-    if moments is None:
-        moments = [Moments.of(x[folds == k], y[folds == k]) for k in ids]
-    if always is None:
-        always = Moments.of(x[folds < 0], y[folds < 0]) if (folds < 0).any() else Moments.zeros(x.shape[1])
+    moments = [Moments.of(x[folds == k], y[folds == k], w[folds == k]) for k in ids]
+    always = Moments.of(x[folds < 0], y[folds < 0], w[folds < 0]) if (folds < 0).any() else Moments.zeros(x.shape[1])
     total = always
     for m in moments:
         total = total + m

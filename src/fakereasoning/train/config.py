@@ -72,6 +72,7 @@ class DataConfig:
     head_folds: int = 6
     head_fold_parts: list[str] | None = None  # training parts whose families make the folds (None: all)
     head_cache: str | None = None  # the features' .npz (default OUT/head_features.npz; bench/lofo.py's is reusable)
+    head_balance: str = "rows"  # "rows": every row alike; "groups": every fake family and real source alike
     num_workers: int = 0
 
     LIMITS: ClassVar[dict[str, Limit]] = {
@@ -79,6 +80,7 @@ class DataConfig:
         "jpeg_prob": PROBABILITY, "jpeg_quality": ordered(between(0, 100)), "blur_prob": PROBABILITY,
         "blur_sigma": ordered(NON_NEGATIVE), "resize_prob": PROBABILITY, "resize_scale": ordered(POSITIVE),
         "real_blur_prob": PROBABILITY, "real_blur_sigma": ordered(NON_NEGATIVE), "num_workers": NON_NEGATIVE,
+        "head_views": COUNT, "head_folds": NON_NEGATIVE, "head_balance": one_of("rows", "groups"),
     }
 
     def __post_init__(self) -> None:

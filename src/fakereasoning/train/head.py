@@ -33,7 +33,14 @@ from fakereasoning.errors import FakeReasoningError, ImageLoadError
 from fakereasoning.fsio import atomic_write_bytes, atomic_write_json
 from fakereasoning.imageio import load_image
 from fakereasoning.models.cpm import expected_calibration_error, fit_platt
-from fakereasoning.models.head import DEFAULT_LAMBDAS, HeadError, LinearHead, cross_validate, fit_head
+from fakereasoning.models.head import (
+    DEFAULT_LAMBDAS,
+    HeadError,
+    LinearHead,
+    cross_validate,
+    fit_head,
+    group_weights,
+)
 from fakereasoning.models.processor import forensic_crops
 from fakereasoning.models.statistics import StatisticsExtractor, grid_crops
 from fakereasoning.progress import Progress
@@ -53,6 +60,12 @@ def family_and_source(image: str) -> str:
         if part in LABEL_DIRS and i + 2 < len(parts):
             return parts[i + 1]
     return ""
+
+
+def balance_group(example: TrainExample) -> str:
+    """What a row is balanced against under data.head_balance = "groups": its training part, label and
+    family or source folder (MMFR-Local's reals, in no source folder, are one group)."""
+    return f"{example.set}/{example.label}/{family_and_source(example.image)}"
 
 
 def fold_plan(examples: list[TrainExample], n_folds: int, parts: list[str] | None = None
@@ -157,13 +170,14 @@ class HeadFit:
 
 def fit(x: np.ndarray, y: np.ndarray, folds: np.ndarray, view: np.ndarray,
         lambdas: tuple[float, ...] = DEFAULT_LAMBDAS, calib_x: np.ndarray | None = None,
-        calib_y: np.ndarray | None = None) -> HeadFit:
+        calib_y: np.ndarray | None = None, weight: np.ndarray | None = None) -> HeadFit:
     """The head on every row (all views), the ridge strength by leave-fold-out AUC, Platt scaling on the
-    out-of-fold logits of view 0 (or, without folds, on `calib_x`/`calib_y`)."""
+    out-of-fold logits of view 0 (or, without folds, on `calib_x`/`calib_y`). `weight`: per-row weights
+    of the fits (`group_weights` for data.head_balance = "groups")."""
     y = np.asarray(y).astype(int)
     report: dict[str, Any] = {"rows": int(len(y)), "real": int((y == 0).sum()), "fake": int((y == 1).sum())}
     if len({int(k) for k in folds if k >= 0}) >= 2:
-        cv = cross_validate(x, y, folds, lambdas)
+        cv = cross_validate(x, y, folds, lambdas, weight)
         lam = cv.lam
         sel = (folds >= 0) & (view == 0)
         margins, labels = cv.oof[sel], y[sel]
@@ -175,9 +189,9 @@ def fit(x: np.ndarray, y: np.ndarray, folds: np.ndarray, view: np.ndarray,
             raise HeadError("the detection head needs leave-family-out folds (two or more modern generator "
                             "families and real sources) or a held-out split with both classes to calibrate on")
         lam = 0.1
-        margins, labels = fit_head(x, y, lam).logits(calib_x), np.asarray(calib_y).astype(int)
+        margins, labels = fit_head(x, y, lam, weight).logits(calib_x), np.asarray(calib_y).astype(int)
         report["calibration"] = "held-out split of the training images"
-    head = fit_head(x, y, lam)
+    head = fit_head(x, y, lam, weight)
     t, b = fit_platt(margins, labels)
     from scipy.special import expit
 
@@ -209,8 +223,10 @@ def fit_detection_head(model: Any, train: list[TrainExample], held: list[TrainEx
     if plan.n_folds < 2:
         hx, hrows = extract(extractor, held, cfg, 1, config.stats_crop, seed, None, progress)
         calib_x, calib_y = hx, np.array([held[i].label == "fake" for i in hrows[:, 0]], dtype=int)
+    weight = (group_weights([balance_group(train[i]) for i in rows[:, 0]]) if cfg.head_balance == "groups"
+              else None)
     try:
-        result = fit(x, y, folds, rows[:, 1], calib_x=calib_x, calib_y=calib_y)
+        result = fit(x, y, folds, rows[:, 1], calib_x=calib_x, calib_y=calib_y, weight=weight)
     except HeadError as exc:
         raise FakeReasoningError(f"detection head: {exc}") from None
     head = model.backbone.head
@@ -219,6 +235,7 @@ def fit_detection_head(model: Any, train: list[TrainExample], held: list[TrainEx
         head.bias.fill_(float(result.head.bias))
     model.config = config.replace(temperature=result.temperature, cpm_bias=result.bias)
     report = {**result.report, "views": cfg.head_views, "net": config.semantic_net, "images": len(train),
+              "balance": cfg.head_balance,
               "features": str(cache), "folds": plan.to_dict()}
     atomic_write_json(out / HEAD_REPORT, report)
     return report
