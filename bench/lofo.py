@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import io
 import json
 import platform
@@ -43,6 +44,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +193,34 @@ class FoldOutput:
     web: dict[str, float]  # real source photo -> web1024 logit
     nested: tuple[float, float] | None  # (T, bias) chosen inside the fold's training data
     lam: float | None
+
+
+def cached_outputs(folder: Path, ident: str, views: list[str], key: str, compute: Any) -> list[FoldOutput]:
+    """An entry's per-fold outputs, computed once per data, folds and options (`key`) and kept in `folder` as
+    JSON, so a stopped run resumes at the first entry it had not finished. `ident` names what is fitted (kind,
+    features, balance, training views), `views` what is scored; a saved run that scored more views serves."""
+    from fakereasoning.fsio import atomic_write_json
+
+    for path in sorted(folder.glob(f"{ident}--*.json")):
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("key") == key and set(views) <= set(saved.get("views", [])):
+            return [FoldOutput({v: {int(i): x for i, x in d.items()} for v, d in f["logits"].items()}, f["web"],
+                               tuple(f["nested"]) if f["nested"] else None, f["lam"]) for f in saved["folds"]]
+    outs = compute()
+    atomic_write_json(folder / f"{ident}--{'+'.join(sorted(views))}.json",
+                      {"key": key, "views": sorted(views),
+                       "folds": [{"logits": f.logits, "web": f.web, "nested": f.nested, "lam": f.lam} for f in outs]})
+    return outs
+
+
+def cache_key(items: list[Item], tested: list[int], folds_item: np.ndarray, data_cfg: Any, views: list[str],
+              mirror: Path | None) -> str:
+    """What every cached entry depends on: the tested items, their folds, the data options (the head's balance
+    aside: it is part of each entry's identity) and the views asked for."""
+    options = {k: v for k, v in vars(data_cfg).items() if k != "head_balance"}
+    text = json.dumps({"items": [items[i].key for i in tested], "folds": folds_item.tolist(), "config": options,
+                       "views": views, "mirror": str(mirror)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def run_entry(name: str, x_train: np.ndarray, rows: np.ndarray, items: list[Item], folds_item: np.ndarray,
@@ -694,26 +724,35 @@ def main(argv: list[str] | None = None) -> int:
                 both = {v: {i: np.r_[views0[v][i], views[v][i]] for i in views[v] if i in views0.get(v, {})} for v in views}
                 runs.append((f"fakereasoning-lite0+{net}", np.c_[x0, x], rows0, both, {}, head_views, "head"))
     fold_outputs: dict[str, list[FoldOutput]] = {}
+    (work / "entries").mkdir(exist_ok=True)
+    key = cache_key(items, tested, folds_item, cfg.data, wanted_views, args.mirror)
+    entries_dir = work / "entries"
     groups = group_weights([balance_group(e) for e in examples])
     for name, x, rows, views, web, hv, kind in runs:
         balanced = (cfg.data.head_balance == "groups") != name.endswith(("group-balanced", "row-weighted"))
         weight = groups[rows[:, 0]] if balanced and kind == "head" else None
-        outs = run_entry(name, x, rows, items, folds_item, plan.n_folds, views, web, hv, kind, log, weight)
+        features = name.removeprefix("fakereasoning-") if name.startswith("fakereasoning-lite") else (
+            "lite0" if name.startswith("fakereasoning") else name)
+        ident = f"{kind}-{features}-{'groups' if weight is not None else 'rows'}-{hv}v"
+        outs = cached_outputs(entries_dir, ident, [*views, *(["web1024"] if web else [])], key,
+                              partial(run_entry, name, x, rows, items, folds_item, plan.n_folds, views, web, hv, kind, log, weight))
         fold_outputs[name] = outs
         entries.append(summarise(name, outs, items, folds_item, plan, args.resamples, args.seed))
         v = entries[-1].get("nested", entries[-1]["crossfit"]).get("native", {})
         log(f"{name}: native mean AUC {v.get('mean_auc', float('nan')):.3f}, bal. acc {v.get('mean_bal_acc', float('nan')):.3f}")
 
+    for ref in args.reference:
+        outs = cached_outputs(entries_dir, f"reference-{ref.name}", ["native"], key,
+                              partial(model_entry, ref, examples, items, folds_item, plan.n_folds, work, log))
+        entries.append(summarise(f"reference:{ref.name}", outs, items, folds_item, plan, args.resamples, args.seed))
     for kind in [k for k in args.baselines.split(",") if k]:
-        outs = trained_entry(kind, examples, items, folds_item, plan.n_folds,
-                             20 if args.quick else args.baseline_steps, work, log)
+        steps = 20 if args.quick else args.baseline_steps
+        outs = cached_outputs(entries_dir, f"{kind}-{steps}steps", ["native"], key,
+                              partial(trained_entry, kind, examples, items, folds_item, plan.n_folds, steps, work, log))
         fold_outputs[kind] = outs
         entries.append(summarise(kind, outs, items, folds_item, plan, args.resamples, args.seed))
         v = entries[-1]["crossfit"].get("native", {})
         log(f"{kind}: native mean AUC {v.get('mean_auc', float('nan')):.3f}, bal. acc {v.get('mean_bal_acc', float('nan')):.3f}")
-    for ref in args.reference:
-        outs = model_entry(ref, examples, items, folds_item, plan.n_folds, work, log)
-        entries.append(summarise(f"reference:{ref.name}", outs, items, folds_item, plan, args.resamples, args.seed))
     if args.finetune:
         acts, early, frows = stage_cache(examples, cfg.data, crop, head_views, work / "last-stages-lite0.npz", log)
         outs = finetune_entry(acts, early, frows, items, folds_item, plan.n_folds, 0.2 if args.quick else args.finetune, log)

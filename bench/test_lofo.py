@@ -70,3 +70,19 @@ def test_crossfit_maps_never_read_the_fold_they_calibrate() -> None:
     # flipped fold 1, calibrated on fold 0, now ranks its fakes below its reals
     assert a["crossfit"]["native"]["families"]["famA"]["auc"] == b["crossfit"]["native"]["families"]["famA"]["auc"]
     assert b["crossfit"]["native"]["families"]["famB"]["auc"] < 0.5 < a["crossfit"]["native"]["families"]["famB"]["auc"]
+
+
+def test_entry_outputs_are_cached_and_a_run_with_more_views_serves(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def compute() -> list[Any]:
+        calls.append(1)
+        return [lofo.FoldOutput({"native": {3: 0.5}, "jpeg95": {3: 0.25}}, {"photo": 1.0}, (0.5, -0.1), 1.0)]
+
+    first = lofo.cached_outputs(tmp_path, "head-lite0-rows-2v", ["native", "jpeg95"], "k1", compute)
+    again = lofo.cached_outputs(tmp_path, "head-lite0-rows-2v", ["native"], "k1", compute)
+    assert len(calls) == 1 and again == first  # int item keys and the (T, bias) tuple survive JSON
+    lofo.cached_outputs(tmp_path, "head-lite0-rows-2v", ["native", "multi"], "k1", compute)  # a view it lacks
+    lofo.cached_outputs(tmp_path, "head-lite0-groups-2v", ["native"], "k1", compute)  # another fit
+    lofo.cached_outputs(tmp_path, "head-lite0-rows-2v", ["native"], "k2", compute)  # other data or folds
+    assert len(calls) == 4
