@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fakereasoning.schema import AUTHENTIC_ATTRIBUTES, FORGERY_ATTRIBUTES
+from fakereasoning.schema import AUTHENTIC_ATTRIBUTES, FORGERY_ATTRIBUTES, LIMITS_NOTE
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -101,7 +101,7 @@ def test_page_shows_verdict_probability_and_marked_attributes(browser_page, live
     assert "96x64" in page.inner_text("#caption")
     # what the verdict is worth: the calibrated words, and the limits note linking the model card
     assert page.inner_text("#verdict-sentence") == "p(fake) 0.90: very likely fake."
-    assert "calibrated only for images like the model's training data" in page.inner_text("#limits")
+    assert LIMITS_NOTE in page.inner_text("#limits")
     assert page.get_attribute("#limits a", "href") == "model-card"
     items = page.query_selector_all("#attrs li")
     assert len(items) == 3
