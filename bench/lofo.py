@@ -707,33 +707,34 @@ def main(argv: list[str] | None = None) -> int:
 
     entries = []
     x0, rows0, views0, web0 = feats["lite0"]
-    runs = [("fakereasoning", x0, rows0, views0, web0, head_views, "head"),
-            ("fakereasoning-1view", x0, rows0, {"native": views0["native"]}, {}, 1, "head")]
-    if cfg.data.head_balance == "rows":  # the other balance, as a measured variant
-        runs.append(("fakereasoning-group-balanced", x0, rows0, {"native": views0["native"]}, {}, head_views, "head"))
-    else:
-        runs.append(("fakereasoning-row-weighted", x0, rows0, {"native": views0["native"]}, {}, head_views, "head"))
+    # (name, features, balance of the head's fit, x, rows, views, web, training views, kind)
+    shipped = cfg.data.head_balance
+    other = "groups" if shipped == "rows" else "rows"
+    native0 = {"native": views0["native"]}
+    runs = [("fakereasoning", "lite0", shipped, x0, rows0, views0, web0, head_views, "head"),
+            ("fakereasoning-1view", "lite0", shipped, x0, rows0, native0, {}, 1, "head"),
+            (f"fakereasoning-{'group-balanced' if other == 'groups' else 'row-weighted'}", "lite0", other, x0, rows0,
+             native0, {}, head_views, "head")]  # the other balance, as a measured variant
     final = slice(x0.shape[1] - 2 * 1280, x0.shape[1] - 1280)  # the head level's means: pooled final features
-    runs.append(("univfd", x0[:, final], rows0, {v: {i: f[final] for i, f in d.items()} for v, d in views0.items()},
+    runs.append(("univfd", "univfd", "rows", x0[:, final], rows0,
+                 {v: {i: f[final] for i, f in d.items()} for v, d in views0.items()},
                  {s: f[final] for s, f in web0.items()}, 1, "probe"))
     for net in feats:
         if net != "lite0":
             x, rows, views, _ = feats[net]
-            runs.append((f"fakereasoning-{net}", x, rows, views, {}, head_views, "head"))
+            runs.append((f"fakereasoning-{net}", net, shipped, x, rows, views, {}, head_views, "head"))
             if np.array_equal(rows, rows0):
                 both = {v: {i: np.r_[views0[v][i], views[v][i]] for i in views[v] if i in views0.get(v, {})} for v in views}
-                runs.append((f"fakereasoning-lite0+{net}", np.c_[x0, x], rows0, both, {}, head_views, "head"))
+                runs.append((f"fakereasoning-lite0+{net}", f"lite0+{net}", shipped, np.c_[x0, x], rows0, both, {},
+                             head_views, "head"))
     fold_outputs: dict[str, list[FoldOutput]] = {}
-    (work / "entries").mkdir(exist_ok=True)
     key = cache_key(items, tested, folds_item, cfg.data, wanted_views, args.mirror)
     entries_dir = work / "entries"
+    entries_dir.mkdir(exist_ok=True)
     groups = group_weights([balance_group(e) for e in examples])
-    for name, x, rows, views, web, hv, kind in runs:
-        balanced = (cfg.data.head_balance == "groups") != name.endswith(("group-balanced", "row-weighted"))
-        weight = groups[rows[:, 0]] if balanced and kind == "head" else None
-        features = name.removeprefix("fakereasoning-") if name.startswith("fakereasoning-lite") else (
-            "lite0" if name.startswith("fakereasoning") else name)
-        ident = f"{kind}-{features}-{'groups' if weight is not None else 'rows'}-{hv}v"
+    for name, features, balance, x, rows, views, web, hv, kind in runs:
+        weight = groups[rows[:, 0]] if balance == "groups" and kind == "head" else None
+        ident = f"{kind}-{features}-{balance}-{hv}v"
         outs = cached_outputs(entries_dir, ident, [*views, *(["web1024"] if web else [])], key,
                               partial(run_entry, name, x, rows, items, folds_item, plan.n_folds, views, web, hv, kind, log, weight))
         fold_outputs[name] = outs

@@ -17,6 +17,7 @@ up over folds, so leaving a fold out is a subtraction, not a refit over the data
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,9 +107,7 @@ def group_weights(groups: Sequence[object], minimum: int = MIN_GROUP_ROWS) -> np
     smaller than `minimum` rows counted as that many (so a handful of images never outweighs a family),
     scaled to a mean of 1. Why: generator diversity, not the volume of one family, is what transfers."""
     keys = list(groups)
-    counts: dict[object, int] = {}
-    for g in keys:
-        counts[g] = counts.get(g, 0) + 1
+    counts = Counter(keys)
     w = np.array([1.0 / max(counts[g], minimum) for g in keys])
     return w * (len(w) / w.sum()) if len(w) else w
 
